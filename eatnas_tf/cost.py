@@ -1,0 +1,52 @@
+"""Prints the analytic cost of an architecture as one JSON object.
+
+    python -m eatnas_tf.cost --arch=ARCH [--space=imagenet] [--image_size=N] [--num_classes=N]
+
+ARCH is the text form, a JSON string or a path to a JSON/text file. Image size, classes
+and strides default to the space's (224/1000 for imagenet, 32/10 for cifar10).
+"""
+
+import json
+
+from absl import flags
+
+from eatnas_tf import cli
+from eatnas_tf.arch import codec, space as space_lib
+
+_ARCH = flags.DEFINE_string("arch", None, "Architecture: text form, JSON or a file path.",
+                            required=True)
+_SPACE = flags.DEFINE_enum("space", "cifar10", list(space_lib.SPACES),
+                           "Search space: strides, stem/head, channel mode and defaults.")
+_IMAGE_SIZE = flags.DEFINE_integer("image_size", None, "Input size (default: the space's).",
+                                   lower_bound=1)
+_NUM_CLASSES = flags.DEFINE_integer("num_classes", None, "Classes (default: the space's).",
+                                    lower_bound=1)
+_IN_CHANNELS = flags.DEFINE_integer("in_channels", None, "Image channels (default: the space's).",
+                                    lower_bound=1)
+_STRICT = flags.DEFINE_bool("strict", False, "Exit 2 if the arch breaks a space constraint.")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise cli.UsageError(f"unexpected arguments {argv[1:]}; pass everything as --flags")
+    space = space_lib.get_space(_SPACE.value)
+    arch = codec.parse_arch(_ARCH.value, **space.arch_defaults())
+    overrides = {k: v for k, v in (("image_size", _IMAGE_SIZE.value),
+                                   ("num_classes", _NUM_CLASSES.value),
+                                   ("in_channels", _IN_CHANNELS.value)) if v is not None}
+    macro = space.macro.with_(**overrides)
+    violations = space.violations(arch)
+    if _STRICT.value and violations:
+        raise space_lib.ConstraintViolation(f"space {space.name}: {violations[0]}")
+    out = {"arch": codec.to_text(arch), "hash": codec.canonical_hash(arch), "space": space.name,
+           "image_size": macro.image_size, "num_classes": macro.num_classes}
+    out.update(space_lib.cost_lib.count(arch, macro).as_dict())
+    out["channels"] = list(arch.block_channels())
+    out["total_expansion"] = arch.total_expansion
+    out["in_space"] = not violations
+    out["violations"] = violations
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    cli.run(main)

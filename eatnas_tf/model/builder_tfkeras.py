@@ -1,0 +1,37 @@
+"""The same encoding built with `tf_keras` (Keras 2), for tfmot quantization-aware training.
+
+tfmot's `quantize_model` rejects Keras 3 models (DESIGN.md §5); building the same
+architecture with `tf_keras` gives identical layer names and weight shapes, so weights
+copy layer by layer (`copy_weights`) and the copy quantizes.
+"""
+
+from __future__ import annotations
+
+from eatnas_tf.arch.cost import MacroSpec
+from eatnas_tf.arch.spec import ArchSpec
+from eatnas_tf.model.builder import build_model
+
+
+def build_tf_keras_model(arch: ArchSpec, macro: MacroSpec, **kwargs):
+    import tf_keras  # noqa: PLC0415 - optional heavy import
+
+    return build_model(arch, macro, keras_module=tf_keras, **kwargs)
+
+
+def copy_weights(src, dst) -> int:
+    """Copies every weighted layer of `src` into the layer of the same name in `dst`.
+
+    Returns the number of layers copied. Raises ValueError on a missing layer or a shape
+    mismatch: the two models must come from the same encoding.
+    """
+    dst_layers = {l.name: l for l in dst.layers}
+    copied = 0
+    for layer in src.layers:
+        w = layer.get_weights()
+        if not w:
+            continue
+        if layer.name not in dst_layers:
+            raise ValueError(f"layer {layer.name!r} missing in the destination model")
+        dst_layers[layer.name].set_weights(w)
+        copied += 1
+    return copied
