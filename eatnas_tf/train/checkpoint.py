@@ -1,0 +1,80 @@
+"""Per-epoch checkpoints that a rerun resumes from (the role of Keras `BackupAndRestore`).
+
+The trainer runs one `fit` call per epoch (the augmentation may change in the last
+epochs, paper §4.2), which `BackupAndRestore` does not follow across calls; this small
+equivalent saves, after every epoch, the model weights, the optimiser state (momentum,
+iteration counter, so the LR schedule continues) and the history so far:
+
+    CKPT_DIR/state.json   {"epoch": <epochs done>, "history": {...}, "config": {...}}
+    CKPT_DIR/weights.npz  model.get_weights() then optimizer.variables, in order
+
+Both are written to temporary files and renamed, `state.json` last, so a kill at any
+moment leaves the previous complete checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from typing import Any, Dict, Optional
+
+import numpy as np
+
+STATE_FILE = "state.json"
+WEIGHTS_FILE = "weights.npz"
+
+
+def _atomic_write(path: str, write) -> None:
+    tmp = path + ".tmp"
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def save(ckpt_dir: str, model, optimizer, epoch: int, history: Dict[str, Any],
+         extra: Optional[Dict[str, Any]] = None) -> None:
+    """Saves the state after `epoch` completed epochs."""
+    os.makedirs(ckpt_dir, exist_ok=True)
+    model_w = model.get_weights()
+    opt_w = [np.asarray(v.numpy()) for v in optimizer.variables]
+    arrays = {f"m{i:05d}": w for i, w in enumerate(model_w)}
+    arrays.update({f"o{i:05d}": w for i, w in enumerate(opt_w)})
+
+    def write_npz(tmp):
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+    _atomic_write(os.path.join(ckpt_dir, WEIGHTS_FILE), write_npz)
+    state = {"epoch": int(epoch), "history": history, "num_model_weights": len(model_w),
+             "num_optimizer_variables": len(opt_w), **(extra or {})}
+
+    def write_json(tmp):
+        with open(tmp, "w") as f:
+            json.dump(state, f)
+
+    _atomic_write(os.path.join(ckpt_dir, STATE_FILE), write_json)
+
+
+def restore(ckpt_dir: Optional[str], model, optimizer) -> Optional[Dict[str, Any]]:
+    """Loads the checkpoint into `model` and the (built) `optimizer`; returns its state
+    dict, or None when there is none."""
+    if not ckpt_dir or not os.path.exists(os.path.join(ckpt_dir, STATE_FILE)):
+        return None
+    with open(os.path.join(ckpt_dir, STATE_FILE)) as f:
+        state = json.load(f)
+    with np.load(os.path.join(ckpt_dir, WEIGHTS_FILE)) as z:
+        model_w = [z[f"m{i:05d}"] for i in range(state["num_model_weights"])]
+        opt_w = [z[f"o{i:05d}"] for i in range(state["num_optimizer_variables"])]
+    model.set_weights(model_w)
+    variables = optimizer.variables
+    if len(variables) != len(opt_w):
+        raise ValueError(f"checkpoint {ckpt_dir}: {len(opt_w)} optimizer variables saved, "
+                         f"{len(variables)} in the optimizer")
+    for v, w in zip(variables, opt_w):
+        v.assign(w)
+    return state
+
+
+def remove(ckpt_dir: Optional[str]) -> None:
+    if ckpt_dir and os.path.isdir(ckpt_dir):
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
