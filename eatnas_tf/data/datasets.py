@@ -243,15 +243,22 @@ def _raw_arrays(dataset: str, source: str, data_dir: Optional[str]) -> _Arrays:
     else:
         import tensorflow_datasets as tfds  # noqa: PLC0415
 
-        (tr, te), info = tfds.load(dataset, split=["train", "test"], batch_size=-1,
-                                   as_supervised=True, with_info=True, data_dir=data_dir)
-        xtr, ytr = tfds.as_numpy(tr)
-        xte, yte = tfds.as_numpy(te)
-        out = _Arrays(np.asarray(xtr, np.uint8), np.asarray(ytr, np.int64),
-                      np.asarray(xte, np.uint8), np.asarray(yte, np.int64),
-                      int(info.features["label"].num_classes))
+        (tr, te), info = tfds.load(dataset, split=["train", "test"], as_supervised=True,
+                                   with_info=True, data_dir=data_dir)
+        xtr, ytr = _to_numpy(tr)
+        xte, yte = _to_numpy(te)
+        out = _Arrays(xtr, ytr, xte, yte, int(info.features["label"].num_classes))
     _readonly(out.x_train, out.y_train, out.x_test, out.y_test)
     return out
+
+
+def _to_numpy(ds: tf.data.Dataset) -> Tuple[np.ndarray, np.ndarray]:
+    """(uint8 images, int64 labels) of a supervised tfds split, read in large batches."""
+    xs, ys = [], []
+    for x, y in ds.batch(4096):
+        xs.append(np.asarray(x, np.uint8))
+        ys.append(np.asarray(y, np.int64))
+    return np.concatenate(xs), np.concatenate(ys)
 
 
 def _resize(x: np.ndarray, size: int) -> np.ndarray:
@@ -358,6 +365,12 @@ def _tfds_builder(cfg: DataConfig):
     return builder
 
 
+def _split_size(builder, split: str) -> int:
+    """Examples in a tfds split: the dataset's cardinality, else the builder's info."""
+    c = int(builder.as_dataset(split=split).cardinality())
+    return c if c >= 0 else builder.info.splits[split].num_examples
+
+
 def _stream_splits(cfg: DataConfig, n_train_split: int) -> Tuple[str, Optional[str], int, int]:
     """tfds split strings (train, val) and sizes; tfds's record order is already shuffled,
     so contiguous slices are the (unseeded) 80/20 cut."""
@@ -376,7 +389,7 @@ def _stream_pipelines(cfg: DataConfig):
     size = cfg.size
     mean, std = IMAGENET_MEAN, IMAGENET_STD
     b = cfg.batch_size
-    tr_split, val_split, _, _ = _stream_splits(cfg, info.splits["train"].num_examples)
+    tr_split, val_split, _, _ = _stream_splits(cfg, _split_size(builder, "train"))
     test_split = _TEST_SPLIT.get(cfg.dataset, "test") if cfg.split == "final" else None
 
     def read(split, shuffle_files, seed):
@@ -487,7 +500,7 @@ def load_arrays(cfg: DataConfig, split: str = "test",
     size = cfg.size
     if cfg.dataset in STREAMED and cfg.resolved_source == "tfds":
         builder = _tfds_builder(cfg)
-        tr, val, _, _ = _stream_splits(cfg, builder.info.splits["train"].num_examples)
+        tr, val, _, _ = _stream_splits(cfg, _split_size(builder, "train"))
         name = {"train": tr, "val": val, "test": _TEST_SPLIT.get(cfg.dataset, "test")}[split]
         if name is None:
             raise ValueError("split: received 'val' but val_fraction is 0")

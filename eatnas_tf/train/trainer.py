@@ -178,7 +178,8 @@ def train(build_fn: Callable[[], Any], data: DataBundle, config: TrainConfig, *,
           checkpoint_dir: Optional[str] = None, evaluate_test: bool = False,
           return_weights: bool = True, verbose: int = 0,
           strategy: Optional[tf.distribute.Strategy] = None,
-          initial_weights: Optional[Dict[str, List[np.ndarray]]] = None) -> TrainResult:
+          initial_weights: Optional[Dict[str, List[np.ndarray]]] = None,
+          keep_checkpoint: bool = False) -> TrainResult:
     """Trains the model `build_fn()` on `data` under `config`.
 
     Args:
@@ -191,7 +192,8 @@ def train(build_fn: Callable[[], Any], data: DataBundle, config: TrainConfig, *,
       log_dir: TensorBoard run directory: scalars per epoch (loss, accuracy, learning rate,
         images/s) under `log_dir/train` and `log_dir/validation`.
       checkpoint_dir: save after every epoch and resume from it when it exists; removed
-        after a successful run.
+        after a successful run unless `keep_checkpoint` (the caller removes it once its
+        own outputs are safely written).
       evaluate_test: also evaluate `data.test` (when present).
       return_weights: copy the trained weights out as numpy before clearing the session.
       verbose: 0 silent, 1 one line per epoch, 2 also Keras' progress bar.
@@ -280,8 +282,8 @@ def train(build_fn: Callable[[], Any], data: DataBundle, config: TrainConfig, *,
             if not last:
                 writers.epoch(epoch, hist, steps_per_epoch * batch / dt, validate)
                 _progress(verbose, epoch, config.epochs, hist, steps_per_epoch * batch / dt, validate)
-                if checkpoint_dir:
-                    ckpt_lib.save(checkpoint_dir, model, model.optimizer, epoch + 1, hist)
+            if checkpoint_dir:
+                ckpt_lib.save(checkpoint_dir, model, model.optimizer, epoch + 1, hist)
         train_s = sum(hist["epoch_s"][len(hist["epoch_s"]) - (config.epochs - start_epoch):]) \
             if config.epochs > start_epoch else 0.0
 
@@ -333,7 +335,7 @@ def train(build_fn: Callable[[], Any], data: DataBundle, config: TrainConfig, *,
         if return_weights:
             weights = {l.name: [np.array(w) for w in l.get_weights()]
                        for l in model._flatten_layers(include_self=False) if l.weights}
-        if checkpoint_dir:
+        if checkpoint_dir and not keep_checkpoint:
             ckpt_lib.remove(checkpoint_dir)
         result = TrainResult(record=record, weights=weights, prepare_result=prepare_result)
     finally:
