@@ -1,0 +1,165 @@
+"""The export report: `export_report.json`, a Markdown table, and the run's "## Export".
+
+`export_report.json` (one per version directory) holds, per format, accuracy on held-out
+data, the drop against the Keras model, file size, parity, MAdds read from the graph and
+LiteRT latency at each thread count (DESIGN.md §4). `to_markdown` renders the same numbers
+for people; `update_run_report` puts them under an "## Export" heading of the run's
+`report.md`, replacing an older one, so re-exporting is idempotent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Any, Dict, List, Optional, Sequence
+
+SECTION = "## Export"
+
+
+def write_json(path: str, obj: Any) -> None:
+    """Writes JSON atomically (temp file + rename)."""
+    d = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".json", dir=d)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=False)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _write_text(path: str, text: str) -> None:
+    d = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".md", dir=d)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _fmt(v, spec: str = "", none: str = "–") -> str:
+    if v is None:
+        return none
+    return format(v, spec) if spec else str(v)
+
+
+def _pct(v) -> str:
+    return _fmt(None if v is None else 100.0 * v, ".2f")
+
+
+def _kb(n) -> str:
+    return _fmt(None if n is None else n / 1024.0, ",.1f")
+
+
+def format_table(report: Dict[str, Any]) -> str:
+    """One Markdown table: a row per format (Keras, SavedModel, then the TFLite files)."""
+    threads = report.get("latency_threads", [])
+    head = (["format", "input", "acc %", "drop pts", "max |Δlogit|", "size KiB", "× fp32",
+             "graph MAdds"] + [f"{t}-thr median / p90 ms" for t in threads])
+    rows: List[List[str]] = [head, ["---"] * len(head)]
+    keras_acc = report.get("keras", {}).get("accuracy")
+    rows.append(["keras", "normalised float", _pct(keras_acc), "0.00", "0", "–", "–",
+                 _fmt(report.get("madds"), ",")] + ["–"] * len(threads))
+    sm = report.get("saved_model", {})
+    rows.append(["saved_model", "raw uint8 / tf.Example", _pct(sm.get("accuracy")),
+                 _fmt(sm.get("accuracy_drop_pts"), ".2f"), _fmt(sm.get("max_abs_logit_diff"), ".2e"),
+                 _kb(sm.get("size_bytes")), "–", "–"] + ["–"] * len(threads))
+    for name, f in report.get("formats", {}).items():
+        lat = f.get("latency", {})
+        cells = []
+        for t in threads:
+            l = lat.get(str(t))
+            cells.append(f"{l['median_ms']:.3f} / {l['p90_ms']:.3f}" if l else "–")
+        rows.append([f"{name} (`{f.get('file')}`)", f.get("input", {}).get("kind", "–"),
+                     _pct(f.get("accuracy")), _fmt(f.get("accuracy_drop_pts"), ".2f"),
+                     _fmt(f.get("max_abs_logit_diff"), ".2e"), _kb(f.get("size_bytes")),
+                     _fmt(f.get("size_ratio_vs_fp32"), ".3f"),
+                     _fmt(f.get("graph_madds", {}).get("madds"), ",")] + cells)
+    return "\n".join("| " + " | ".join(r) + " |" for r in rows)
+
+
+def to_markdown(report: Dict[str, Any], pareto: Optional[Sequence[Dict[str, Any]]] = None,
+                heading: str = "#") -> str:
+    """The human-readable report of one export (and, optionally, the Pareto members')."""
+    b = report.get("blessing", {})
+    lines = [
+        f"{heading} Export {report.get('version')}",
+        "",
+        f"- arch: `{report.get('arch')}` (space `{report.get('space')}`, dataset "
+        f"`{report.get('dataset')}`)",
+        f"- params: {_fmt(report.get('params'), ',')} · analytic MAdds: "
+        f"{_fmt(report.get('madds'), ',')}",
+        f"- held-out data: {report.get('eval', {}).get('split')} split, "
+        f"{report.get('eval', {}).get('samples')} images",
+        f"- blessing: **{'BLESSED' if b.get('blessed') else 'NOT_BLESSED'}** "
+        f"(accuracy {_pct(b.get('value'))}% vs threshold {_pct(b.get('threshold'))}%"
+        + (f"; {'; '.join(b['reasons'])}" if b.get("reasons") else "") + ")",
+        f"- version dir: `{report.get('path')}`",
+        "",
+        format_table(report),
+        "",
+    ]
+    checks = report.get("checks", {})
+    if checks:
+        lines.append("Checks: " + ", ".join(
+            f"{k} {'✓' if v else '✗'}" for k, v in checks.items() if v is not None))
+        lines.append("")
+    if pareto:
+        lines += [f"{heading}# Pareto front", "", pareto_table(pareto), ""]
+    return "\n".join(lines)
+
+
+def pareto_table(members: Sequence[Dict[str, Any]]) -> str:
+    """A row per exported Pareto member: search claim vs what the export measured."""
+    fmts = ("fp32", "int8")
+    head = (["arch", "val acc % (search)", "test acc % (keras)", "MAdds (search)",
+             "MAdds (fp32 graph)", "params"]
+            + [f"{f} 1-thr ms" for f in fmts] + [f"{f} KiB" for f in fmts] + ["version dir"])
+    rows = [head, ["---"] * len(head)]
+    for m in members:
+        r = m.get("report") or {}
+        f = r.get("formats", {})
+        rows.append([
+            f"`{m.get('arch')}`", _pct(m.get("val_acc")), _pct(r.get("keras", {}).get("accuracy")),
+            _fmt(m.get("madds"), ","),
+            _fmt(f.get("fp32", {}).get("graph_madds", {}).get("madds"), ","),
+            _fmt(r.get("params"), ",")]
+            + [_fmt(f.get(x, {}).get("latency", {}).get("1", {}).get("median_ms"), ".3f")
+               for x in fmts]
+            + [_kb(f.get(x, {}).get("size_bytes")) for x in fmts]
+            + [f"`{r.get('path', m.get('error', '–'))}`"])
+    return "\n".join("| " + " | ".join(r) + " |" for r in rows)
+
+
+def write_markdown(path: str, text: str) -> None:
+    _write_text(path, text)
+
+
+def update_run_report(report_md: str, section_body: str) -> None:
+    """Replaces (or appends) the "## Export" section of `report_md` with `section_body`.
+
+    The section runs from its heading to the next level-2 heading or the end of the file.
+    Running it twice with the same body leaves the file unchanged.
+    """
+    with open(report_md) as f:
+        lines = f.read().splitlines()
+    start = next((i for i, l in enumerate(lines) if l.strip() == SECTION), None)
+    body = [SECTION, ""] + section_body.rstrip("\n").splitlines()
+    if start is None:
+        while lines and not lines[-1].strip():
+            lines.pop()
+        new = lines + ([""] if lines else []) + body
+    else:
+        end = next((j for j in range(start + 1, len(lines)) if lines[j].startswith("## ")),
+                   len(lines))
+        tail = lines[end:]
+        new = lines[:start] + body + ([""] + tail if tail else [])
+    _write_text(report_md, "\n".join(new) + "\n")
