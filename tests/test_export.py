@@ -1,0 +1,365 @@
+"""Tests of `export/` (issue 9): SavedModel round trip, tf.Example signature, TFLite
+variants in LiteRT, fp32 parity, graph MAdds, latency report, versioning and failures.
+
+One tiny architecture of the `fashion_mnist` space is trained briefly on a Fashion-MNIST
+subset and exported once with every format (module fixture); the cheaper tests re-export
+SavedModel-only (`formats=()`). Skipped when the IDX files are absent.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from eatnas_tf.data import idx
+
+pytestmark = pytest.mark.skipif(not idx.available(), reason="Fashion-MNIST IDX files absent")
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ("sep_k3_w1.0_d1,mb3_k3_w1.0_d1,mb3_k3_w1.5_d1,mb3_k3_w1.0_d1,mb3_k3_w1.5_d1,"
+        "mb3_k3_w1.0_d1,mb3_k3_w1.0_d1")
+TFLITE_FILES = ("model_fp32.tflite", "model_fp16.tflite", "model_int8.tflite",
+                "model_qat_int8.tflite")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A briefly trained tiny model saved as a run dir's winner artifact."""
+    import keras
+
+    from eatnas_tf.arch import codec
+    from eatnas_tf.arch.space import get_space
+    from eatnas_tf.model import artifact
+    from eatnas_tf.model.builder import build_model
+    from export import data
+
+    space = get_space("fashion_mnist")
+    arch = codec.from_text(TINY, **space.arch_defaults())
+    assert space.violations(arch) == []
+    keras.utils.set_random_seed(0)
+    model = build_model(arch, space.macro)
+    mean, std = data.mean_std("fashion_mnist")
+    x, y = data.load_split("fashion_mnist", "train", 6000, seed=0)
+    model.compile(keras.optimizers.SGD(0.05, momentum=0.9),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(data.preprocess(x, mean, std), y, batch_size=128, epochs=2, verbose=0)
+    run_dir = tmp_path_factory.mktemp("run")
+    artifact.save(str(run_dir / "winner"), model, arch, space.macro, space="fashion_mnist",
+                  dataset="fashion_mnist", mean=mean, std=std, metrics={"test_acc": 0.7})
+    return {"model": model, "arch": arch, "macro": space.macro, "mean": mean, "std": std,
+            "run_dir": str(run_dir), "winner": str(run_dir / "winner")}
+
+
+def _config(**kw):
+    from export import export_lib, tflite
+
+    base = dict(eval_samples=500, representative_samples=100,
+                qat=tflite.QATConfig(epochs=1, max_samples=1000), latency_threads=(1, 2),
+                latency_warmup=2, latency_runs=5)
+    base.update(kw)
+    return export_lib.ExportConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def full_export(trained, tmp_path_factory):
+    """Every format exported once."""
+    from export import export_lib
+
+    out = str(tmp_path_factory.mktemp("export"))
+    report = export_lib.export_artifact(trained["winner"], out, config=_config())
+    return {"report": report, "export_dir": out, "path": report["path"]}
+
+
+@pytest.fixture(scope="module")
+def heldout():
+    from export import data
+
+    return data.load_split("fashion_mnist", "test", 256)
+
+
+def _keras_logits(trained, images):
+    from export import data
+
+    return np.asarray(trained["model"](data.preprocess(images, trained["mean"], trained["std"]),
+                                       training=False))
+
+
+# -- layout and report ------------------------------------------------------------------------
+def test_version_dir_layout_and_report(full_export):
+    path, report = full_export["path"], full_export["report"]
+    names = set(os.listdir(path))
+    assert {"saved_model.pb", "variables", "export_report.json", "export_report.md",
+            "BLESSED", *TFLITE_FILES} <= names
+    assert os.path.basename(path) == report["version"] and report["version"].isdigit()
+    # Nothing else under EXPORT_DIR: no temp dir left behind.
+    assert os.listdir(full_export["export_dir"]) == [report["version"]]
+    on_disk = json.load(open(os.path.join(path, "export_report.json")))
+    assert on_disk["version"] == report["version"]
+    for fmt in ("fp32", "fp16", "int8", "qat"):
+        f = on_disk["formats"][fmt]
+        assert f["size_bytes"] == os.path.getsize(os.path.join(path, f["file"]))
+        assert set(f["latency"]) == {"1", "2"}
+        for lat in f["latency"].values():
+            assert 0 < lat["median_ms"] <= lat["p90_ms"]
+            assert lat["runs"] == 5 and lat["warmup"] == 2
+    assert on_disk["params"] == on_disk["params_keras"] == 48770
+    md = open(os.path.join(path, "export_report.md")).read()
+    assert "| fp32 (`model_fp32.tflite`)" in md and "2-thr median / p90 ms" in md
+
+
+def test_saved_model_round_trip_equals_keras(trained, full_export, heldout):
+    import tensorflow as tf
+
+    x, _ = heldout
+    loaded = tf.saved_model.load(full_export["path"])
+    assert {"serving_default", "serving_tf_example"} <= set(loaded.signatures)
+    out = loaded.signatures["serving_default"](images=tf.constant(x))
+    ref = _keras_logits(trained, x)
+    np.testing.assert_allclose(out["logits"].numpy(), ref, atol=1e-4, rtol=0)
+    np.testing.assert_array_equal(out["classes"].numpy(), ref.argmax(-1))
+    np.testing.assert_allclose(out["probabilities"].numpy().sum(-1), 1.0, atol=1e-5)
+    assert full_export["report"]["checks"]["saved_model_parity"]
+
+
+def test_tf_example_signature_parses_and_predicts(full_export, heldout):
+    import tensorflow as tf
+
+    from export import saved_model
+
+    x, y = heldout
+    loaded = tf.saved_model.load(full_export["path"])
+    examples = tf.constant([saved_model.make_example(im) for im in x[:32]])
+    out = loaded.signatures["serving_tf_example"](examples=examples)
+    ref = loaded.signatures["serving_default"](images=tf.constant(x[:32]))
+    np.testing.assert_allclose(out["logits"].numpy(), ref["logits"].numpy(), atol=1e-6)
+    assert (out["classes"].numpy() == y[:32]).mean() > 0.5
+
+
+# -- TFLite -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("fname", TFLITE_FILES)
+def test_every_tflite_variant_classifies_heldout_batch(full_export, heldout, fname):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from export import tflite
+
+    x, y = heldout
+    path = os.path.join(full_export["path"], fname)
+    it = Interpreter(model_path=path, num_threads=1)  # loads in LiteRT
+    it.allocate_tensors()
+    spec = _spec(full_export["report"])
+    acc = (tflite.predict(path, x, spec).argmax(-1) == y).mean()
+    assert acc > 0.6, (fname, acc)
+
+
+def _spec(report):
+    from export import saved_model
+
+    p = report["preprocessing"]
+    return saved_model.ServingSpec(mean=p["mean"], std=p["std"], image_size=p["image_size"],
+                                   raw_size=p["raw_size"], channels=1, num_classes=10)
+
+
+def test_fp32_parity_and_raw_input(trained, full_export, heldout):
+    from ai_edge_litert.interpreter import Interpreter
+
+    x, _ = heldout
+    path = os.path.join(full_export["path"], "model_fp32.tflite")
+    it = Interpreter(model_path=path)
+    d = it.get_input_details()[0]
+    assert d["dtype"] == np.uint8 and list(d["shape_signature"][1:]) == [28, 28, 1]
+    it.resize_tensor_input(d["index"], [len(x), 28, 28, 1])
+    it.allocate_tensors()
+    it.set_tensor(d["index"], x)
+    it.invoke()
+    got = it.get_tensor(it.get_output_details()[0]["index"])
+    assert np.abs(got - _keras_logits(trained, x)).max() <= 1e-4
+    r = full_export["report"]
+    assert r["formats"]["fp32"]["max_abs_logit_diff"] <= 1e-4 and r["checks"]["fp32_parity"]
+    assert r["formats"]["fp16"]["input"]["kind"] == "raw_uint8"
+    assert r["formats"]["int8"]["input"]["kind"] == "int8"
+
+
+def test_graph_madds_agree_with_cost_model(full_export):
+    from eatnas_tf.arch.cost import count
+
+    r = full_export["report"]
+    assert r["madds"] == 1488056
+    for fmt, f in r["formats"].items():
+        assert f["graph_madds"]["madds"] == r["madds"], fmt
+        assert f["madds_check"]["agree"]
+        assert f["graph_madds"]["op_counts"]["DEPTHWISE_CONV_2D"] == 7
+
+
+def test_quantized_accuracy_and_size_reported(full_export):
+    f = full_export["report"]["formats"]
+    assert f["int8"]["size_bytes"] < f["fp32"]["size_bytes"] * 0.6
+    for fmt in ("int8", "qat"):
+        assert abs(f[fmt]["accuracy_drop_pts"]) < 10, fmt
+    assert f["fp32"]["size_ratio_vs_fp32"] == 1.0
+
+
+# -- versions and failures --------------------------------------------------------------------
+def test_existing_version_is_never_overwritten(trained, tmp_path, monkeypatch):
+    from export import export_lib
+
+    monkeypatch.setattr(export_lib.time, "time", lambda: 1700000000.0)
+    out = tmp_path / "exp"
+    (out / "1700000000").mkdir(parents=True)
+    (out / "1700000000" / "sentinel").write_text("keep")
+    r1 = export_lib.export_artifact(trained["winner"], str(out), config=_config(formats=()))
+    r2 = export_lib.export_artifact(trained["winner"], str(out),
+                                    config=_config(formats=(), bless_threshold=0.999))
+    assert (r1["version"], r2["version"]) == ("1700000001", "1700000002")
+    assert (out / "1700000000" / "sentinel").read_text() == "keep"
+    assert sorted(os.listdir(out)) == ["1700000000", "1700000001", "1700000002"]
+    assert (out / "1700000001" / "BLESSED").exists()
+    assert (out / "1700000002" / "NOT_BLESSED").exists()
+    assert not r2["blessing"]["blessed"] and "threshold" in r2["blessing"]["reasons"][0]
+    assert export_lib.list_versions(str(out)) == [1700000000, 1700000001, 1700000002]
+
+
+def test_unconvertible_model_leaves_no_partial_version(trained, tmp_path, monkeypatch):
+    from export import export_lib, tflite
+
+    class Rejecting:
+        def convert(self):
+            raise RuntimeError("'tf.Unsupported' op is neither a custom op nor a flex op\nmore")
+
+    monkeypatch.setattr(tflite, "_from_saved_model", lambda path, endpoint: Rejecting())
+    out = tmp_path / "exp"
+    out.mkdir()
+    (out / "123").mkdir()
+    with pytest.raises(export_lib.ExportError) as e:
+        export_lib.export_artifact(trained["winner"], str(out), config=_config(formats=("fp32",)))
+    assert str(e.value) == ("TFLite fp32 conversion failed: 'tf.Unsupported' op is neither a "
+                            "custom op nor a flex op")
+    assert os.listdir(out) == ["123"]
+
+
+def test_bad_output_dir_is_a_clear_error(trained, tmp_path):
+    from export import export_lib
+
+    f = tmp_path / "a_file"
+    f.write_text("x")
+    with pytest.raises(export_lib.ExportError, match="export_dir: .* not a directory"):
+        export_lib.export_artifact(trained["winner"], str(f), config=_config(formats=()))
+    with pytest.raises(export_lib.ExportError, match="export_dir: cannot create"):
+        export_lib.export_artifact(trained["winner"], str(f / "sub"), config=_config(formats=()))
+    assert f.read_text() == "x"
+
+
+def test_unreadable_model_dir_is_a_clear_error(tmp_path):
+    from export import export_lib
+
+    bad = tmp_path / "winner"
+    bad.mkdir()
+    (bad / "model.keras").write_text("not a zip")
+    (bad / "meta.json").write_text("{}")
+    with pytest.raises(export_lib.ExportError, match="model_dir: cannot load"):
+        export_lib.export_artifact(str(bad), str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+
+
+# -- run dir and command ----------------------------------------------------------------------
+def _cli(*args):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT, CUDA_VISIBLE_DEVICES="")
+    return subprocess.run([sys.executable, "-m", "export", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_cli_bad_input_one_line_exit_2(tmp_path, trained):
+    r = _cli(f"--run_dir={tmp_path / 'missing'}")
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("error: run_dir:")
+    assert "Traceback" not in r.stderr
+    f = tmp_path / "file"
+    f.write_text("x")
+    r = _cli(f"--run_dir={trained['run_dir']}", f"--export_dir={f / 'sub'}", "--formats=")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("error: export_dir: cannot create")
+
+
+def test_cli_run_dir_with_pareto_and_report_section(trained, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained["run_dir"], run)
+    json.dump({"winner": {"arch": TINY, "params": 48770, "madds": 1488056, "test_accuracy": 0.7},
+               "pareto": [{"arch": TINY, "model_dir": "winner", "val_acc": 0.7, "madds": 1488056},
+                          {"arch": TINY, "model_dir": None, "val_acc": 0.6, "madds": 1}]},
+              open(run / "report.json", "w"))
+    (run / "report.md").write_text("# Run\n\n## Export\n\nstale\n\n## Later\n\nkept\n")
+    args = (f"--run_dir={run}", "--pareto", "--formats=fp32", "--eval_samples=200",
+            "--latency_runs=3", "--latency_warmup=1", "--threads=1")
+    r = _cli(*args)
+    assert r.returncode == 0, r.stderr[-2000:]
+    versions = [n for n in os.listdir(run / "export") if n.isdigit()]
+    assert len(versions) == 1
+    rep = json.load(open(run / "export" / versions[0] / "export_report.json"))
+    assert rep["checks"]["madds_match_claim"] and rep["checks"]["fp32_parity"]
+    assert rep["claim"]["test_accuracy"] == 0.7
+    pareto_versions = os.listdir(run / "export" / "pareto" / "00")
+    assert len(pareto_versions) == 1 and pareto_versions[0].isdigit()
+    assert not (run / "export" / "pareto" / "01").exists()  # no model_dir: not exported
+    assert "Pareto front" in open(run / "export" / versions[0] / "export_report.md").read()
+    md = (run / "report.md").read_text()
+    assert "\nstale\n" not in md, md
+    assert md.splitlines().count("## Export") == 1 and md.endswith("## Later\n\nkept\n")
+    assert f"### Export {versions[0]}" in md
+
+
+# -- pieces -----------------------------------------------------------------------------------
+def test_update_run_report_is_idempotent(tmp_path):
+    from export import report
+
+    p = tmp_path / "report.md"
+    p.write_text("# Run\n\nbody\n")
+    report.update_run_report(str(p), "table v1")
+    once = p.read_text()
+    report.update_run_report(str(p), "table v1")
+    assert p.read_text() == once == "# Run\n\nbody\n\n## Export\n\ntable v1\n"
+    report.update_run_report(str(p), "table v2")
+    assert p.read_text() == "# Run\n\nbody\n\n## Export\n\ntable v2\n"
+
+
+def test_digits_arrays():
+    from export import data
+
+    x, y = data.load_split("digits", "test")
+    xt, _ = data.load_split("digits", "train")
+    assert x.shape == (359, 8, 8, 1) and x.dtype == np.uint8 and x.max() == 255
+    assert len(xt) + len(x) == 1797 and y.dtype == np.int64
+    with pytest.raises(data.DataUnavailableError, match="allowed values: fashion_mnist, digits"):
+        data.load_split("cifar100", "test")
+
+
+def test_export_keras_file_computes_mean_std(trained, tmp_path):
+    from export import data, export_lib
+
+    path = tmp_path / "m.keras"
+    trained["model"].save(str(path))
+    r = export_lib.export_keras_file(str(path), TINY, space="fashion_mnist",
+                                     dataset="fashion_mnist", export_dir=str(tmp_path / "out"),
+                                     config=_config(formats=()))
+    mean, std = data.mean_std("fashion_mnist")
+    assert r["preprocessing"]["mean"] == pytest.approx(mean)
+    assert r["checks"]["saved_model_parity"] and r["source"]["kind"] == "keras_file"
+    with pytest.raises(Exception, match="space fashion_mnist"):
+        export_lib.export_keras_file(str(path), TINY.replace("_d1", "_d4"), space="fashion_mnist",
+                                     dataset="fashion_mnist", export_dir=str(tmp_path / "x"))
+
+
+@pytest.mark.slow
+def test_cli_standalone_model_all_formats(trained, tmp_path):
+    path = tmp_path / "m.keras"
+    trained["model"].save(str(path))
+    r = _cli(f"--model={path}", f"--arch={TINY}", "--space=fashion_mnist",
+             "--dataset=fashion_mnist", f"--export_dir={tmp_path / 'out'}", "--eval_samples=500",
+             "--qat_epochs=1", "--qat_samples=1000", "--latency_runs=5")
+    assert r.returncode == 0, r.stderr[-2000:]
+    (version,) = os.listdir(tmp_path / "out")
+    names = set(os.listdir(tmp_path / "out" / version))
+    assert set(TFLITE_FILES) <= names and "BLESSED" in names
+    assert f"exported: {tmp_path / 'out' / version}" in r.stdout
