@@ -29,7 +29,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from absl import app, flags  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
 
 DEMO_ARCH = ("sep_k3_w1.0_d1,mb3_k3_w1.5_d1,mb6_k3_w1.5_d2_skip,mb3_k5_w1.0_d2_skip,"
              "mb6_k3_w1.5_d2_skip,mb3_k3_w1.0_d1,mb3_k3_w1.0_d1")
@@ -148,6 +148,8 @@ def _table(name, formats, threads, acc=None):
 
 def main(argv):
     del argv
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)
     threads = tuple(int(t) for t in _THREADS.value)
     results = {"threads": list(threads), "warmup": _WARMUP.value, "runs": _RUNS.value}
     if not _SKIP_DEMO.value:

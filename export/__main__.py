@@ -17,7 +17,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import flags  # noqa: E402
+from absl import flags, logging  # noqa: E402
 
 from eatnas_tf import cli  # noqa: E402
 from export import data as data_lib  # noqa: E402
@@ -76,6 +76,8 @@ def main(argv):
         raise cli.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     if bool(_RUN_DIR.value) == bool(_MODEL.value):
         raise cli.UsageError("give exactly one of --run_dir or --model (with --arch and --export_dir)")
+    if not flags.FLAGS["verbosity"].present:  # TF's INFO lines would bury the report
+        logging.set_verbosity(logging.WARNING)
     config = _config()
     from export import export_lib, report  # noqa: PLC0415
 
