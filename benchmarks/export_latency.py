@@ -120,8 +120,13 @@ def mobilenet(threads):
             conv_s = time.perf_counter() - t
             out["formats"][fmt] = {
                 "size_bytes": len(blob), "convert_s": round(conv_s, 1),
-                "graph_madds": graph_cost.tflite_madds(path)["madds"],
-                "latency": latency.measure_threads(path, threads, _WARMUP.value, _RUNS.value)}
+                "graph_madds": graph_cost.tflite_madds(path)["madds"]}
+        # Round-robin timing: the machine is shared, so every format sees the same load.
+        lat = latency.measure_interleaved(
+            {fmt: os.path.join(d, tflite.FILENAMES[fmt]) for fmt in FORMATS}, threads,
+            _WARMUP.value, _RUNS.value)
+        for fmt in FORMATS:
+            out["formats"][fmt]["latency"] = lat[fmt]
     fp32 = out["formats"]["fp32"]["size_bytes"]
     for f in out["formats"].values():
         f["size_ratio_vs_fp32"] = round(f["size_bytes"] / fp32, 4)

@@ -15,7 +15,8 @@ same second). TF Serving ignores the dot-prefixed temp dir.
 
 Checks made on held-out data (the dataset's test split): the SavedModel against the Keras
 model (max |Δlogit|), the tf.Example signature against `serving_default`, every TFLite file
-in LiteRT (accuracy and drop vs Keras in points; fp32 max |Δlogit| ≤ `parity_tolerance`),
+in LiteRT (accuracy and drop vs Keras in points; fp32 max |Δlogit| ≤ `parity_tolerance`;
+latency at each thread count, batch 1, formats timed round-robin),
 MAdds read from each graph against the analytic cost model, int8 file ≤ ¼ of fp32 and a
 QAT drop ≤ 1 pt (DESIGN.md §5). The model is BLESSED when its SavedModel accuracy reaches
 `bless_threshold` and the SavedModel / fp32 parity checks pass.
@@ -200,9 +201,9 @@ def export_model(model, arch, macro, *, mean: Sequence[float], std: Sequence[flo
     Raises:
       ExportError: with one line; nothing is left under `export_dir` but what was there.
     """
-    from eatnas_tf.arch import codec  # noqa: PLC0415
     import tensorflow as tf  # noqa: PLC0415
 
+    from eatnas_tf.arch import codec  # noqa: PLC0415
     from eatnas_tf.arch.cost import count  # noqa: PLC0415
 
     base = prepare_export_dir(export_dir)
@@ -219,9 +220,12 @@ def export_model(model, arch, macro, *, mean: Sequence[float], std: Sequence[flo
     if x_test.shape[-1] != macro.in_channels:
         raise ExportError(f"dataset {dataset}: {x_test.shape[-1]} channels but the model takes "
                           f"{macro.in_channels}")
-    spec = sm_lib.ServingSpec(mean=tuple(mean), std=tuple(std), image_size=size,
-                              raw_size=x_test.shape[1:3], channels=macro.in_channels,
-                              num_classes=macro.num_classes)
+    try:
+        spec = sm_lib.ServingSpec(mean=tuple(mean), std=tuple(std), image_size=size,
+                                  raw_size=x_test.shape[1:3], channels=macro.in_channels,
+                                  num_classes=macro.num_classes)
+    except ValueError as e:
+        raise ExportError(f"preprocessing: {e}") from None
     cost = count(arch, macro if size == macro.image_size else macro.with_(image_size=size))
     try:
         tmp = tempfile.mkdtemp(prefix=TMP_PREFIX, dir=base)
@@ -310,13 +314,18 @@ def export_model(model, arch, macro, *, mean: Sequence[float], std: Sequence[flo
             }
             if fmt == "qat":
                 entry["qat_history"] = hist
-            t2 = time.perf_counter()
-            entry["latency"] = latency_lib.measure_threads(
-                path, config.latency_threads, config.latency_warmup, config.latency_runs)
             timing[f"{fmt}_convert"] = t1 - t0
-            timing[f"{fmt}_check"] = t2 - t1
-            timing[f"{fmt}_latency"] = time.perf_counter() - t2
+            timing[f"{fmt}_check"] = time.perf_counter() - t1
             formats[fmt] = entry
+        # Timed round-robin across formats so load on a shared machine hits all alike.
+        t = time.perf_counter()
+        if formats:
+            lat = latency_lib.measure_interleaved(
+                {fmt: os.path.join(tmp, f["file"]) for fmt, f in formats.items()},
+                config.latency_threads, config.latency_warmup, config.latency_runs)
+            for fmt, entry in formats.items():
+                entry["latency"] = lat[fmt]
+        timing["latency"] = time.perf_counter() - t
         fp32_size = formats.get("fp32", {}).get("size_bytes")
         for entry in formats.values():
             entry["size_ratio_vs_fp32"] = (round(entry["size_bytes"] / fp32_size, 4)
