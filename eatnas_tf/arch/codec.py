@@ -217,11 +217,20 @@ _EXP_TO_OP = {1: "sep", 3: "mb3", 6: "mb6"}
 
 
 def to_mnasnet(arch: ArchSpec, block_strides: Sequence[int]) -> List[str]:
-    """MnasNet `BlockArgs` strings; strides come from the search space, not the arch."""
+    """MnasNet `BlockArgs` strings; strides come from the search space, not the arch.
+
+    Raises InvalidArchitectureError when a width cannot be recovered from the channel
+    counts (only with 1-channel blocks, where int(1 × 1.0) == int(1 × 1.5)).
+    """
     chans = arch.block_channels()
     out = []
     prev = arch.stem
-    for b, c, s in zip(arch.blocks, chans, block_strides):
+    for i, (b, c, s) in enumerate(zip(arch.blocks, chans, block_strides)):
+        base = MBV2_BASE_CHANNELS[i] if arch.channel_mode == "mbv2" else prev
+        if sum(int(base * w) == c for w in WIDTHS) != 1:
+            raise InvalidArchitectureError(
+                f"block {i + 1} width: {b.width} is not recoverable from {c} channels; "
+                "allowed values: blocks of 2 channels or more for MnasNet strings")
         tok = f"r{b.depth}_k{b.kernel}_s{s}{s}_e{b.expansion}_i{prev}_o{c}"
         out.append(tok + ("" if b.skip else "_noskip"))
         prev = c
