@@ -1,0 +1,178 @@
+"""The whole EAT-NAS pipeline offline on a laptop (README's main job):
+
+    python -m eatnas_tf.demo --run_dir=runs/demo [--flagfile=flags/demo.cfg]
+
+  1. stage 1: evolution on the small task (Fashion-MNIST at 14×14, a subset), 1 epoch per
+     candidate, children inheriting their parent's weights;
+  2. the basic model: top-k of the best-quality population retrained, best on validation;
+  3. stage 2: elastic transfer to full-resolution Fashion-MNIST (28×28): the population is
+     seeded with offspring of the basic model (inheriting its weights), then evolved;
+  4. the winner: top-k of stage 2 retrained on the training set, best on validation,
+     tested on the 10k test images;
+  5. export: versioned SavedModel + TFLite fp32/fp16/int8/QAT with measured latency;
+  6. report: DIR/report.json, DIR/report.md, DIR/plots/, with the wall time of every phase.
+
+Each phase resumes where it stopped when the same command runs again.
+"""
+
+import dataclasses
+import json
+import os
+import time
+
+from absl import flags
+
+from eatnas_tf import cli
+from eatnas_tf.arch import space as space_lib
+from eatnas_tf.data.datasets import DataConfig
+from eatnas_tf.search import pipeline, runner
+from eatnas_tf.search.run_dir import RunDir, RunDirError, write_json_atomic
+from eatnas_tf.search.strategy import SearchConfig
+from eatnas_tf.train.config import TrainConfig
+
+_RUN_DIR = flags.DEFINE_string("run_dir", "runs/demo", "Run directory (resumed if it exists).")
+_SEED = flags.DEFINE_integer("seed", 0, "Run seed.")
+_LR = flags.DEFINE_float("learning_rate", 0.05, "Candidate SGD learning rate (constant).")
+_BATCH = flags.DEFINE_integer("batch_size", 128, "Batch size.")
+_VAL = flags.DEFINE_float("val_fraction", 0.05, "Validation share of the training split.")
+_S1_RES = flags.DEFINE_integer("stage1_resolution", 14, "Stage-1 image size (small task).")
+_S1_N = flags.DEFINE_integer("stage1_train_examples", 6000, "Stage-1 training subset.")
+_S1_POP = flags.DEFINE_integer("stage1_population", 8, "Stage-1 population P.")
+_S1_SAMPLE = flags.DEFINE_integer("stage1_sample", 4, "Stage-1 tournament size S.")
+_S1_CANDS = flags.DEFINE_integer("stage1_candidates", 16, "Stage-1 candidates in total.")
+_S1_TOPK = flags.DEFINE_integer("stage1_topk", 2, "Stage-1 models retrained to pick the basic model.")
+_S1_RETRAIN = flags.DEFINE_integer("stage1_retrain_epochs", 2, "Stage-1 retraining epochs.")
+_S2_N = flags.DEFINE_integer("stage2_train_examples", 10000, "Stage-2 training subset.")
+_S2_POP = flags.DEFINE_integer("stage2_population", 8, "Stage-2 population P (offspring).")
+_S2_SAMPLE = flags.DEFINE_integer("stage2_sample", 4, "Stage-2 tournament size S.")
+_S2_CANDS = flags.DEFINE_integer("stage2_candidates", 16, "Stage-2 candidates in total.")
+_TOPK = flags.DEFINE_integer("topk", 1, "Stage-2 models retrained on all training images.")
+_RETRAIN = flags.DEFINE_integer("retrain_epochs", 6, "Final retraining epochs.")
+_RETRAIN_LR = flags.DEFINE_float("retrain_learning_rate", 0.1, "Final retraining peak LR (cosine).")
+_RETRAIN_N = flags.DEFINE_integer("retrain_train_examples", None, "Cap on retraining images.")
+_TRANSFER_WEIGHTS = flags.DEFINE_bool("transfer_weights", True, "Stage-2 offspring inherit the "
+                                      "basic model's weights.")
+_EXPORT = flags.DEFINE_bool("export", True, "Export the winner (SavedModel + TFLite).")
+_VERBOSE = flags.DEFINE_integer("verbose", 0, "Trainer verbosity per candidate.")
+
+
+def _stage(name, space, data, train, population, sample, candidates, topk, **cfg):
+    return runner.Stage(name=name, strategy="eat", space=space_lib.get_space(space), data=data,
+                        train=train, seed=_SEED.value,
+                        config=SearchConfig(population=population, sample=sample,
+                                            max_candidates=candidates, topk=topk, **cfg))
+
+
+def _say(msg):
+    print(msg, flush=True)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise cli.UsageError(f"unexpected arguments {argv[1:]}; pass everything as --flags")
+    t_all = time.perf_counter()
+    run = RunDir(_RUN_DIR.value)
+    try:
+        run.check_config({k: v.value for k, v in flags.FLAGS._flags().items()
+                          if k in _DEMO_FLAGS})
+    except RunDirError as e:
+        raise cli.UsageError(str(e)) from None
+    phases = {}
+    try:
+        train = TrainConfig(epochs=1, batch_size=_BATCH.value, learning_rate=_LR.value,
+                            lr_schedule="constant", momentum=0.9, weight_decay=3e-4)
+        base = DataConfig("fashion_mnist", val_fraction=_VAL.value, batch_size=_BATCH.value,
+                          seed=_SEED.value)
+    except ValueError as e:
+        raise cli.UsageError(str(e)) from None
+
+    # 1. Stage 1: the basic model on the small task.
+    t = time.perf_counter()
+    _say(f"== stage 1: EAT evolution on Fashion-MNIST {_S1_RES.value}x{_S1_RES.value}, "
+         f"{_S1_N.value} images, {_S1_CANDS.value} candidates")
+    d1 = dataclasses.replace(base, image_size=_S1_RES.value, max_train_examples=_S1_N.value)
+    s1 = runner.run_stage(run, _stage("stage1", "fashion_mnist_14", d1, train, _S1_POP.value,
+                                      _S1_SAMPLE.value, _S1_CANDS.value, _S1_TOPK.value),
+                          verbose=_VERBOSE.value)
+    phases["stage1_search_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    _say(f"== stage 1: retrain top-{_S1_TOPK.value} for {_S1_RETRAIN.value} epochs -> basic model")
+    r1 = pipeline.retrain_topk(
+        run, s1, dataclasses.replace(d1, split="final"),
+        train.replace(epochs=_S1_RETRAIN.value, lr_schedule="cosine",
+                      learning_rate=_RETRAIN_LR.value), _S1_TOPK.value, verbose=1)
+    basic = pipeline.pick_winner(r1)
+    phases["stage1_retrain_s"] = time.perf_counter() - t
+    _say(f"basic model: {basic['arch']} val_acc {basic['val_acc']:.4f}")
+
+    # 2. Stage 2: elastic transfer to the large task.
+    t = time.perf_counter()
+    seed_weights = pipeline.basic_seed_weights(run, basic) if _TRANSFER_WEIGHTS.value else None
+    _say(f"== stage 2: elastic transfer to Fashion-MNIST 28x28, {_S2_N.value} images, "
+         f"{_S2_CANDS.value} candidates seeded with offspring of the basic model")
+    d2 = dataclasses.replace(base, max_train_examples=_S2_N.value)
+    s2 = runner.run_stage(run, _stage("stage2", "fashion_mnist", d2, train, _S2_POP.value,
+                                      _S2_SAMPLE.value, _S2_CANDS.value, _TOPK.value,
+                                      seed_archs=(basic["arch"],), seed_weights=seed_weights),
+                          verbose=_VERBOSE.value)
+    phases["stage2_search_s"] = time.perf_counter() - t
+
+    # 3. Retrain the winner on all training images.
+    t = time.perf_counter()
+    _say(f"== retrain top-{_TOPK.value} of stage 2 for {_RETRAIN.value} epochs")
+    r2 = pipeline.retrain_topk(
+        run, s2, dataclasses.replace(base, split="final", max_train_examples=_RETRAIN_N.value),
+        train.replace(epochs=_RETRAIN.value, lr_schedule="cosine",
+                      learning_rate=_RETRAIN_LR.value), _TOPK.value, verbose=1)
+    winner = pipeline.pick_winner(r2)
+    phases["retrain_s"] = time.perf_counter() - t
+
+    report = pipeline.finish(run, [s1, s2], winner=winner, retrained=r1 + r2,
+                             wall_s=time.perf_counter() - t_all,
+                             extra={"basic_model": basic, "phases_s": phases},
+                             stage_extra={"stage1": {"retrain_s": phases["stage1_retrain_s"]}})
+
+    # 4. Export.
+    if _EXPORT.value:
+        t = time.perf_counter()
+        _say("== export: SavedModel + TFLite (fp32, fp16, int8, QAT) with latency")
+        from export import export_lib  # noqa: PLC0415
+
+        exported = _export_once(run, export_lib)
+        phases["export_s"] = time.perf_counter() - t
+        report["export"] = exported
+    report["phases_s"] = phases
+    report["wall_s"] = sum(phases.values())
+    write_json_atomic(run.file("report.json"), report)
+    w = report["winner"]
+    _say(f"== done in {report['wall_s']:.0f} s: winner {w['arch']} params {w['params']:,} "
+         f"MAdds {w['madds']:,} test accuracy {w['test_accuracy']:.4f}\n"
+         f"   report: {run.file('report.md')}")
+
+
+def _export_once(run: RunDir, export_lib) -> dict:
+    """Exports the winner once per run (a rerun reuses the stored summary)."""
+    marker = run.file("export_summary.json")
+    if os.path.exists(marker):
+        with open(marker) as f:
+            return json.load(f)
+    out = export_lib.export_run(run.path)
+    w = out["winner"]
+    summary = {"export_dir": out["export_dir"], "path": w.get("path"),
+               "formats": {k: {m: v.get(m) for m in ("accuracy", "size_bytes", "latency_ms")}
+                           for k, v in (w.get("formats") or {}).items()}}
+    write_json_atomic(marker, summary)
+    return summary
+
+
+_DEMO_FLAGS = ("seed", "learning_rate", "batch_size", "val_fraction", "stage1_resolution",
+               "stage1_train_examples", "stage1_population", "stage1_sample", "stage1_candidates",
+               "stage1_topk", "stage1_retrain_epochs", "stage2_train_examples",
+               "stage2_population", "stage2_sample", "stage2_candidates", "topk",
+               "retrain_epochs", "retrain_learning_rate", "retrain_train_examples",
+               "transfer_weights")
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,149 @@
+"""Absl flags of the search commands (`search`, `transfer`), turned into a `Stage` once.
+
+The data and training flags of candidates come from `train.flags`; the retraining of the
+top-k uses the same flags with the `--retrain_*` overrides. Only apps call this module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Dict, List, Optional
+
+from absl import flags
+
+from eatnas_tf import cli
+from eatnas_tf.arch import codec
+from eatnas_tf.arch import space as space_lib
+from eatnas_tf.arch.spec import InvalidArchitectureError
+from eatnas_tf.data.datasets import DataConfig
+from eatnas_tf.search.runner import Stage
+from eatnas_tf.search.strategy import SearchConfig, strategy_names
+from eatnas_tf.train import flags as train_flags
+from eatnas_tf.train.config import LR_SCHEDULES, TrainConfig
+
+# Flags whose change makes a stored run a different experiment (refused on resume).
+EXPERIMENT_FLAGS = ("strategy", "space", "seed", "population", "sample", "patience",
+                    "min_delta", "alpha", "beta", "target_std", "target", "cost_metric",
+                    "seed_arch", "inherit", "dataset", "resolution", "val_fraction",
+                    "sample_fraction", "max_train_examples", "batch_size", "augment", "epochs",
+                    "learning_rate", "momentum", "weight_decay", "lr_schedule", "data_seed")
+
+
+def define_search_flags(fv=flags.FLAGS) -> None:
+    if "run_dir" in fv:
+        return
+    d = SearchConfig()
+    flags.DEFINE_string("run_dir", None, "Run directory (created, or resumed when it exists).",
+                        flag_values=fv)
+    flags.DEFINE_enum("strategy", "eat", strategy_names() or ["eat"],
+                      "Search strategy.", flag_values=fv)
+    flags.DEFINE_enum("space", "fashion_mnist", list(space_lib.SPACES), "Search space.",
+                      flag_values=fv)
+    flags.DEFINE_integer("seed", 0, "Run seed: the same seed gives the same candidates.",
+                         flag_values=fv)
+    flags.DEFINE_integer("population", d.population, "Population size P (paper: 64).",
+                         flag_values=fv)
+    flags.DEFINE_integer("sample", d.sample, "Tournament sample size S (paper: 16).",
+                         flag_values=fv)
+    flags.DEFINE_integer("max_candidates", d.max_candidates,
+                         "Cap on candidates of the stage, initial population included.",
+                         flag_values=fv)
+    flags.DEFINE_integer("patience", d.patience, "Stop when the population quality has not "
+                         "improved for N steps (0: run to --max_candidates).", flag_values=fv)
+    flags.DEFINE_float("min_delta", d.min_delta, "Relative quality gain that counts.",
+                       flag_values=fv)
+    flags.DEFINE_float("alpha", d.alpha, "Eq. 1-3 exponent below the target.", flag_values=fv)
+    flags.DEFINE_float("beta", d.beta, "Eq. 1-3 exponent at or above the target.",
+                       flag_values=fv)
+    flags.DEFINE_float("target_std", d.target_std, "Eq. 3 std target.", flag_values=fv)
+    flags.DEFINE_float("target", None, "Eq. 1 resource target (default: the space's).",
+                       flag_values=fv)
+    flags.DEFINE_enum("cost_metric", None, list(space_lib.COST_METRICS),
+                      "Eq. 1 sub-objective (default: the space's).", flag_values=fv)
+    flags.DEFINE_integer("topk", d.topk, "Models of the best-quality population retrained.",
+                         flag_values=fv)
+    flags.DEFINE_list("seed_arch", [], "Seed the initial population with offspring of these "
+                      "architectures (elastic transfer).", flag_values=fv)
+    flags.DEFINE_string("seed_weights", None, "Weights file (.npz) of the first --seed_arch "
+                        "inherited by its offspring.", flag_values=fv)
+    flags.DEFINE_bool("inherit", True, "Children inherit their parent's weights (paper §3.4).",
+                      flag_values=fv)
+    flags.DEFINE_bool("allow_flag_change", False, "Resume a run dir with different flags.",
+                      flag_values=fv)
+    flags.DEFINE_integer("retrain_epochs", 0, "Retrain the top-k for N epochs and pick the "
+                         "winner (0: no retraining; the report lists the top-k).",
+                         flag_values=fv)
+    flags.DEFINE_float("retrain_learning_rate", None, "Retraining LR (default --learning_rate).",
+                       flag_values=fv)
+    flags.DEFINE_enum("retrain_lr_schedule", "cosine", list(LR_SCHEDULES),
+                      "Retraining LR schedule.", flag_values=fv)
+    flags.DEFINE_float("retrain_val_fraction", 0.1, "Validation share held out while "
+                       "retraining (picks the winner; 0: pick by test accuracy).",
+                       flag_values=fv)
+    flags.DEFINE_integer("retrain_max_train_examples", None, "Cap on retraining examples.",
+                         flag_values=fv)
+    flags.DEFINE_integer("verbose", 0, "Trainer verbosity per candidate (0, 1, 2).",
+                         flag_values=fv)
+    flags.DEFINE_integer("stop_after", None, "Stop after N new candidates (resume later).",
+                         flag_values=fv)
+    train_flags.define_data_flags(fv)
+    train_flags.define_train_flags(fv)
+
+
+def _usage(fn, *args, **kw):
+    try:
+        return fn(*args, **kw)
+    except (ValueError, InvalidArchitectureError) as e:
+        raise cli.UsageError(str(e)) from None
+
+
+def search_config(fv=flags.FLAGS, **overrides) -> SearchConfig:
+    kw = dict(population=fv.population, sample=fv.sample, max_candidates=fv.max_candidates,
+              patience=fv.patience, min_delta=fv.min_delta, alpha=fv.alpha, beta=fv.beta,
+              target_std=fv.target_std, topk=fv.topk, seed_archs=tuple(fv.seed_arch),
+              seed_weights=fv.seed_weights, inherit=fv.inherit)
+    kw.update(overrides)
+    return _usage(SearchConfig, **kw)
+
+
+def stage_from_flags(name: str, fv=flags.FLAGS, **search_overrides) -> Stage:
+    """The stage the flags describe; bad values raise `cli.UsageError` (one line)."""
+    if not fv.run_dir:
+        raise cli.UsageError("run_dir: required; allowed values: a directory path")
+    space = _usage(space_lib.get_space, fv.space)
+    cfg = search_config(fv, **search_overrides)
+    for a in cfg.seed_archs:
+        _usage(codec.parse_arch, a, **space.arch_defaults())
+    if cfg.seed_weights and not cfg.seed_archs:
+        raise cli.UsageError("seed_weights: given without --seed_arch; allowed: with --seed_arch")
+    if fv.target is not None and fv.target <= 0:
+        raise cli.UsageError(f"target: received {fv.target}; allowed values: > 0")
+    data = train_flags.data_config_from_flags(fv, split="search", seed=fv.seed)
+    train = train_flags.train_config_from_flags(fv, seed=fv.seed)
+    train_flags.check_plain_last_epochs(data, train)
+    return Stage(name=name, strategy=fv.strategy, space=space, data=data, train=train,
+                 config=cfg, seed=fv.seed, cost_metric=fv.cost_metric, target=fv.target)
+
+
+def retrain_configs(stage: Stage, fv=flags.FLAGS):
+    """(data, train) configs of the top-k retraining, or None with --retrain_epochs=0."""
+    if not fv.retrain_epochs:
+        return None
+    if not 0.0 <= fv.retrain_val_fraction < 1.0:
+        raise cli.UsageError(f"retrain_val_fraction: received {fv.retrain_val_fraction}; "
+                             "allowed values: [0, 1)")
+    data: DataConfig = dataclasses.replace(
+        stage.data, split="final", val_fraction=fv.retrain_val_fraction,
+        max_train_examples=fv.retrain_max_train_examples)
+    train: TrainConfig = _usage(stage.train.replace, epochs=fv.retrain_epochs,
+                                lr_schedule=fv.retrain_lr_schedule,
+                                learning_rate=fv.retrain_learning_rate or stage.train.learning_rate)
+    return data, train
+
+
+def experiment_config(fv=flags.FLAGS, names=EXPERIMENT_FLAGS) -> Dict[str, Any]:
+    return {n: fv[n].value for n in names if n in fv}
+
+
+def flag_list(value: Optional[List[str]]) -> List[str]:
+    return list(value or [])

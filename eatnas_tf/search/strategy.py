@@ -1,0 +1,205 @@
+"""The one small interface every search strategy implements (EAT evolution, random,
+EcoNAS, EPNAS), and the registry the search command picks from.
+
+A strategy only decides *what* to evaluate next; the runner (`search.runner`) trains,
+scores, stores and replays. The contract that makes runs resumable and reproducible:
+
+  * a strategy's decisions depend only on its seeded `random.Random` and on the records
+    passed to `observe()` (plain JSON values, exactly as stored in `candidates.jsonl`);
+  * the runner calls `propose()` / `observe()` strictly alternately (one proposal in
+    flight, or `batch` of them with `propose_batch`), so replaying the stored records
+    rebuilds the same state and the same next proposal after a kill.
+
+    strategy = make_strategy("eat", space, config, rng=random.Random("0:stage1"))
+    while not strategy.finished():
+        proposal = strategy.propose()
+        strategy.observe(runner_evaluates(proposal))
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import random
+from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Sequence
+
+from eatnas_tf.arch.space import SearchSpace
+from eatnas_tf.arch.spec import ArchSpec
+
+
+@dataclasses.dataclass(frozen=True)
+class Proposal:
+    """What to evaluate next.
+
+    Attributes:
+      arch: the candidate architecture (already valid in the space).
+      parent: id of an evaluated candidate of this run whose stored weights the child
+        inherits (paper §3.4); None for none.
+      parent_weights: path of a weights file to inherit from when `parent` is None (the
+        basic model's weights at the start of an elastic transfer).
+      parent_arch: text form of the architecture `parent_weights` belongs to.
+      origin: "random", "mutation", "offspring" or "seed" (or a strategy's own word).
+      epochs: training epochs of this evaluation (None: the run's train config).
+      continue_from: id of a candidate of the same architecture whose checkpoint this
+        evaluation continues (EcoNAS promotion: E → 2E epochs) instead of starting fresh.
+      train_overrides: `TrainConfig` fields to change for this evaluation (EPNAS' short,
+        high-LR prediction runs).
+      info: strategy-specific notes stored with the record (e.g. the removed candidate).
+    """
+
+    arch: ArchSpec
+    parent: Optional[int] = None
+    parent_weights: Optional[str] = None
+    parent_arch: Optional[str] = None
+    origin: str = "random"
+    epochs: Optional[int] = None
+    continue_from: Optional[int] = None
+    train_overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    info: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchConfig:
+    """Settings shared by the strategies (each reads what it needs).
+
+    Attributes:
+      population: population size P (paper: 64).
+      sample: tournament size S (paper: 16).
+      max_candidates: hard cap on evaluated candidates in this stage (initial population
+        included).
+      patience: evolution steps without a quality improvement before Alg. 1 stops
+        (0: run to `max_candidates`).
+      min_delta: relative quality improvement that counts as one.
+      alpha, beta: Eq. 1/2/3 exponents (paper: -0.07).
+      target_std: Eq. 3's std target.
+      topk: models retrained at the end (paper: 8).
+      seed_archs: text forms that seed the initial population through the offspring
+        generator (elastic transfer); empty: random initial population.
+      seed_weights: weights file of the first seed arch, inherited by its offspring.
+      inherit: inherit parent weights (paper §3.4); False trains every child from scratch.
+    """
+
+    population: int = 64
+    sample: int = 16
+    max_candidates: int = 1400
+    patience: int = 0
+    min_delta: float = 1e-3
+    alpha: float = -0.07
+    beta: float = -0.07
+    target_std: float = 0.01
+    topk: int = 8
+    seed_archs: Sequence[str] = ()
+    seed_weights: Optional[str] = None
+    inherit: bool = True
+
+    def __post_init__(self):
+        object.__setattr__(self, "seed_archs", tuple(self.seed_archs))
+        checks = {"population": self.population >= 1, "sample": 1 <= self.sample,
+                  "max_candidates": self.max_candidates >= 1, "patience": self.patience >= 0,
+                  "min_delta": self.min_delta >= 0, "target_std": self.target_std > 0,
+                  "topk": self.topk >= 1}
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"{name}: received {getattr(self, name)!r}; allowed values: "
+                                 + {"min_delta": ">= 0", "patience": ">= 0",
+                                    "target_std": "> 0"}.get(name, ">= 1"))
+        if self.sample > self.population:
+            raise ValueError(f"sample: received {self.sample}; allowed values: <= population "
+                             f"({self.population})")
+
+
+class Strategy(abc.ABC):
+    """Base class: `propose` → runner evaluates → `observe`, until `finished()`."""
+
+    name: ClassVar[str] = ""
+
+    def __init__(self, space: SearchSpace, config: SearchConfig, rng: random.Random):
+        self.space = space
+        self.config = config
+        self.rng = rng
+        self.records: List[Dict[str, Any]] = []  # every observed record, in order
+
+    @abc.abstractmethod
+    def propose(self) -> Optional[Proposal]:
+        """The next candidate, or None when the strategy has nothing more to evaluate."""
+
+    def observe(self, record: Dict[str, Any]) -> None:
+        """Takes the stored record of the last proposal (`status`, `val_acc`, `score`, `id`,
+        `hash`, ...)."""
+        self.records.append(record)
+
+    def finished(self) -> bool:
+        return len(self.records) >= self.config.max_candidates
+
+    def history(self) -> List[Dict[str, Any]]:
+        """Per-step population statistics for the report (may be empty)."""
+        return []
+
+    def summary(self) -> Dict[str, Any]:
+        """JSON-able state for `state.json` and the report."""
+        return {"strategy": self.name, "observed": len(self.records)}
+
+    def final_population(self) -> List[Dict[str, Any]]:
+        """The records the top-k retraining chooses from (default: every ok record)."""
+        return [r for r in self.records if r.get("status") == "ok"]
+
+    def topk(self, k: Optional[int] = None) -> List[Dict[str, Any]]:
+        """The k best records of `final_population()` by score (distinct architectures)."""
+        k = k or self.config.topk
+        seen, out = set(), []
+        for r in sorted(self.final_population(), key=lambda r: (-r["score"], r["id"])):
+            if r["hash"] not in seen:
+                seen.add(r["hash"])
+                out.append(r)
+        return out[:k]
+
+    def live_ids(self) -> List[int]:
+        """Candidate ids whose stored weights may still be inherited from."""
+        return [r["id"] for r in self.records]
+
+    # Strategies with state that is not a function of the observed records (e.g. a policy
+    # network trained on them with nondeterministic ops) save and restore it here.
+    def state_dict(self) -> Dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        del state
+
+
+_REGISTRY: Dict[str, Callable[..., Strategy]] = {}
+
+
+def register(name: str):
+    """Class decorator: makes a strategy available as `--strategy=name`."""
+
+    def deco(cls):
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+def strategy_names() -> List[str]:
+    _load_builtin()
+    return sorted(_REGISTRY)
+
+
+def make_strategy(name: str, space: SearchSpace, config: SearchConfig, rng: random.Random,
+                  **kwargs) -> Strategy:
+    _load_builtin()
+    if name not in _REGISTRY:
+        raise ValueError(f"strategy: received {name!r}; allowed values: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name](space, config, rng, **kwargs)
+
+
+def _load_builtin() -> None:
+    # Imported lazily so strategy modules can import this one.
+    import importlib  # noqa: PLC0415
+
+    for module in ("evolution", "random_search", "econas", "epnas"):
+        try:
+            importlib.import_module(f"eatnas_tf.search.{module}")
+        except ModuleNotFoundError as e:
+            if e.name != f"eatnas_tf.search.{module}":
+                raise
