@@ -49,6 +49,8 @@ class SearchSpace:
       target: resource target of Eq. 1, in units of `cost_metric`.
       min_channels: smallest channel count any block may have.
       min_final_size: smallest spatial size of the last feature map.
+      max_madds: hard cap on Mult-Adds (None: none); keeps a CPU demo's candidates within
+        a trainable budget, unlike the soft Eq. 1 target.
     """
 
     name: str
@@ -67,6 +69,7 @@ class SearchSpace:
     target: float = 3.0e6
     min_channels: int = 1
     min_final_size: int = 1
+    max_madds: Optional[float] = None
 
     def __post_init__(self):
         if self.cost_metric not in COST_METRICS:
@@ -115,6 +118,10 @@ class SearchSpace:
             size = -(-size // s)
         if size < self.min_final_size:
             out.append(f"final_size: {size} < {self.min_final_size}")
+        if self.max_madds is not None and not out:
+            madds = self.cost(arch).madds
+            if madds > self.max_madds:
+                out.append(f"max_madds: {madds:,} > {self.max_madds:,.0f}")
         return out
 
     def validate(self, arch: ArchSpec) -> ArchSpec:
@@ -157,7 +164,8 @@ def _fmnist_space(name, image_size, stem_stride, target) -> SearchSpace:
         name=name,
         macro=cost_lib.MacroSpec(image_size, 1, 10, stem_stride, (1, 1, 2, 1, 2, 1, 1)),
         stem=16, head=256, channel_mode="relative", layers=(7, 14), total_expansion=(2, 8),
-        cost_metric="madds", target=target, min_channels=4, min_final_size=2)
+        cost_metric="madds", target=target, min_channels=4, min_final_size=2,
+        max_madds=2 * target)
 
 
 SPACES: Dict[str, SearchSpace] = {

@@ -28,6 +28,10 @@ def run_search(stage_name: str, fv=flags.FLAGS, extra=None) -> dict:
     t0 = time.perf_counter()
     stage = search_flags.stage_from_flags(stage_name, fv)
     retrain = search_flags.retrain_configs(stage, fv)
+    if fv.deterministic_ops:
+        import tensorflow as tf  # noqa: PLC0415
+
+        tf.config.experimental.enable_op_determinism()
     run = RunDir(fv.run_dir)
     try:
         run.check_config(search_flags.experiment_config(fv), fv.allow_flag_change)

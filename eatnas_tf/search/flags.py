@@ -84,6 +84,8 @@ def define_search_flags(fv=flags.FLAGS) -> None:
                          flag_values=fv)
     flags.DEFINE_integer("verbose", 0, "Trainer verbosity per candidate (0, 1, 2).",
                          flag_values=fv)
+    flags.DEFINE_bool("deterministic_ops", False, "TensorFlow deterministic ops: the same seed "
+                      "gives the same accuracies (slower on GPUs).", flag_values=fv)
     flags.DEFINE_integer("stop_after", None, "Stop after N new candidates (resume later).",
                          flag_values=fv)
     train_flags.define_data_flags(fv)
