@@ -20,7 +20,7 @@ import json
 import os
 import time
 
-from absl import flags
+from absl import flags, logging
 
 from eatnas_tf import cli
 from eatnas_tf.arch import space as space_lib
@@ -36,23 +36,25 @@ _LR = flags.DEFINE_float("learning_rate", 0.05, "Candidate SGD learning rate (co
 _BATCH = flags.DEFINE_integer("batch_size", 128, "Batch size.")
 _VAL = flags.DEFINE_float("val_fraction", 0.05, "Validation share of the training split.")
 _S1_RES = flags.DEFINE_integer("stage1_resolution", 14, "Stage-1 image size (small task).")
-_S1_N = flags.DEFINE_integer("stage1_train_examples", 6000, "Stage-1 training subset.")
-_S1_POP = flags.DEFINE_integer("stage1_population", 8, "Stage-1 population P.")
-_S1_SAMPLE = flags.DEFINE_integer("stage1_sample", 4, "Stage-1 tournament size S.")
-_S1_CANDS = flags.DEFINE_integer("stage1_candidates", 16, "Stage-1 candidates in total.")
+_S1_N = flags.DEFINE_integer("stage1_train_examples", 5000, "Stage-1 training subset.")
+_S1_POP = flags.DEFINE_integer("stage1_population", 6, "Stage-1 population P.")
+_S1_SAMPLE = flags.DEFINE_integer("stage1_sample", 3, "Stage-1 tournament size S.")
+_S1_CANDS = flags.DEFINE_integer("stage1_candidates", 12, "Stage-1 candidates in total.")
 _S1_TOPK = flags.DEFINE_integer("stage1_topk", 2, "Stage-1 models retrained to pick the basic model.")
 _S1_RETRAIN = flags.DEFINE_integer("stage1_retrain_epochs", 2, "Stage-1 retraining epochs.")
-_S2_N = flags.DEFINE_integer("stage2_train_examples", 10000, "Stage-2 training subset.")
-_S2_POP = flags.DEFINE_integer("stage2_population", 8, "Stage-2 population P (offspring).")
-_S2_SAMPLE = flags.DEFINE_integer("stage2_sample", 4, "Stage-2 tournament size S.")
-_S2_CANDS = flags.DEFINE_integer("stage2_candidates", 16, "Stage-2 candidates in total.")
+_S2_N = flags.DEFINE_integer("stage2_train_examples", 8000, "Stage-2 training subset.")
+_S2_POP = flags.DEFINE_integer("stage2_population", 6, "Stage-2 population P (offspring).")
+_S2_SAMPLE = flags.DEFINE_integer("stage2_sample", 3, "Stage-2 tournament size S.")
+_S2_CANDS = flags.DEFINE_integer("stage2_candidates", 12, "Stage-2 candidates in total.")
 _TOPK = flags.DEFINE_integer("topk", 1, "Stage-2 models retrained on all training images.")
-_RETRAIN = flags.DEFINE_integer("retrain_epochs", 6, "Final retraining epochs.")
+_RETRAIN = flags.DEFINE_integer("retrain_epochs", 5, "Final retraining epochs.")
 _RETRAIN_LR = flags.DEFINE_float("retrain_learning_rate", 0.1, "Final retraining peak LR (cosine).")
 _RETRAIN_N = flags.DEFINE_integer("retrain_train_examples", None, "Cap on retraining images.")
 _TRANSFER_WEIGHTS = flags.DEFINE_bool("transfer_weights", True, "Stage-2 offspring inherit the "
                                       "basic model's weights.")
 _EXPORT = flags.DEFINE_bool("export", True, "Export the winner (SavedModel + TFLite).")
+_QAT_EPOCHS = flags.DEFINE_integer("qat_epochs", 1, "Quantization-aware fine-tuning epochs.")
+_QAT_SAMPLES = flags.DEFINE_integer("qat_samples", 5000, "Images per QAT epoch.")
 _VERBOSE = flags.DEFINE_integer("verbose", 0, "Trainer verbosity per candidate.")
 
 
@@ -68,6 +70,7 @@ def _say(msg):
 
 
 def main(argv):
+    logging.set_verbosity(logging.WARNING)
     if len(argv) > 1:
         raise cli.UsageError(f"unexpected arguments {argv[1:]}; pass everything as --flags")
     t_all = time.perf_counter()
@@ -157,10 +160,16 @@ def _export_once(run: RunDir, export_lib) -> dict:
     if os.path.exists(marker):
         with open(marker) as f:
             return json.load(f)
-    out = export_lib.export_run(run.path)
+    from export import tflite  # noqa: PLC0415
+
+    config = export_lib.ExportConfig(qat=tflite.QATConfig(epochs=_QAT_EPOCHS.value,
+                                                          max_samples=_QAT_SAMPLES.value))
+    out = export_lib.export_run(run.path, config=config)
     w = out["winner"]
     summary = {"export_dir": out["export_dir"], "path": w.get("path"),
-               "formats": {k: {m: v.get(m) for m in ("accuracy", "size_bytes", "latency_ms")}
+               "checks": w.get("checks"), "timing_s": w.get("timing_s"),
+               "formats": {k: {"accuracy": v.get("accuracy"), "size_bytes": v.get("size_bytes"),
+                               "latency_ms_1thread": (v.get("latency") or {}).get("1", {}).get("median_ms")}
                            for k, v in (w.get("formats") or {}).items()}}
     write_json_atomic(marker, summary)
     return summary
@@ -171,7 +180,7 @@ _DEMO_FLAGS = ("seed", "learning_rate", "batch_size", "val_fraction", "stage1_re
                "stage1_topk", "stage1_retrain_epochs", "stage2_train_examples",
                "stage2_population", "stage2_sample", "stage2_candidates", "topk",
                "retrain_epochs", "retrain_learning_rate", "retrain_train_examples",
-               "transfer_weights")
+               "transfer_weights", "qat_epochs", "qat_samples")
 
 
 if __name__ == "__main__":

@@ -83,7 +83,7 @@ def artifact_weights(model_dir: str, path: str) -> str:
     if not os.path.exists(path):
         import keras  # noqa: PLC0415
 
-        model = artifact.load(model_dir)
+        model, _ = artifact.load(model_dir)
         weights = {l.name: l.get_weights() for l in model.layers if l.weights}
         del model
         keras.backend.clear_session()
