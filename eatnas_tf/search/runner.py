@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import random
+import shutil
 import time
 from typing import Any, Callable, Dict, List, Optional
 
@@ -101,8 +102,10 @@ class StageResult:
             "image_size": self.stage.data.image_size, "candidates": len(self.records),
             "trained": sum(1 for r in self.records if r.get("duplicate_of") is None),
             "failed": len(self.records) - len(ok),
-            "candidate_epochs": sum(r.get("epochs", 0) for r in self.records
-                                    if r.get("duplicate_of") is None),
+            # A record that continued a checkpoint (EcoNAS promotion) trained only the
+            # epochs after the one it resumed from.
+            "candidate_epochs": sum(r.get("epochs", 0) - (r.get("resumed_from_epoch") or 0)
+                                    for r in self.records if r.get("duplicate_of") is None),
             "wall_s": self.wall_s,
             "candidate_wall_s": sum(r.get("wall_s", 0.0) for r in self.records),
             "best_val_acc": max((r["val_acc"] for r in ok), default=None),
@@ -144,6 +147,8 @@ def run_stage(run: RunDir, stage: Stage, *, executor=None, verbose: int = 0,
     executor = executor or LocalExecutor(verbose=verbose)
     strategy = make_strategy(stage.strategy, stage.space, stage.config,
                              random.Random(f"{stage.seed}:{stage.name}"))
+    if hasattr(strategy, "bind_run"):  # strategies that keep files in the run dir (EPNAS)
+        strategy.bind_run(run)
     everything = run.candidates()
     prior = [r for r in everything if r.get("stage") == stage.name]
     by_hash = {}
@@ -180,6 +185,8 @@ def run_stage(run: RunDir, stage: Stage, *, executor=None, verbose: int = 0,
             stored = run.candidates()
             run.prune_weights(set(live) | {stored[j].get("duplicate_of") for j in live
                                            if j < len(stored)} - {None})
+            _prune_checkpoints(run, {stored[j].get("checkpoint") for j in live
+                                     if j < len(stored)} - {None})
             run.write_state({"stage": stage.name, "summary": strategy.summary(),
                              "history": strategy.history()[-1:],
                              "strategy_state": strategy.state_dict(),
@@ -199,7 +206,8 @@ def _evaluate_one(run: RunDir, stage: Stage, strategy: Strategy, proposal: Propo
     text = codec.to_text(proposal.arch)
     base = {"id": cid, "stage": stage.name, "arch": text, "hash": h, "origin": proposal.origin,
             "parent": proposal.parent, "info": dict(proposal.info)}
-    dup = by_hash.get(h)
+    # A continuation (EcoNAS promotion) trains the same architecture further on purpose.
+    dup = by_hash.get(h) if proposal.continue_from is None else None
     if dup is not None:
         # Never train an architecture twice: reuse the stored result.
         record = {k: v for k, v in dup.items() if k not in base}
@@ -217,15 +225,36 @@ def _evaluate_one(run: RunDir, stage: Stage, strategy: Strategy, proposal: Propo
         train_cfg = train_cfg.replace(epochs=proposal.epochs)
     if proposal.train_overrides:
         train_cfg = train_cfg.replace(**dict(proposal.train_overrides))
+    # Per-epoch checkpoints: kept for strategies that continue a candidate later
+    # (`keeps_checkpoints`); a continuation resumes the source record's checkpoint with
+    # the source's seed, so E then E more epochs equals a straight 2E run.
+    seed, checkpoint = candidate_seed(stage.seed, cid), None
+    if proposal.continue_from is not None:
+        src = run.candidates()[proposal.continue_from]
+        checkpoint, seed = src.get("checkpoint"), src.get("seed", seed)
+        if not checkpoint or not os.path.exists(os.path.join(run.file(checkpoint), "state.json")):
+            return run.append(dict(base, status="failed", val_acc=None, score=None,
+                                   epochs=train_cfg.epochs, wall_s=0.0, inherit=None,
+                                   continue_from=proposal.continue_from,
+                                   reason=f"no checkpoint of c{proposal.continue_from:05d} "
+                                          "to continue from"))
+    elif getattr(strategy, "keeps_checkpoints", False):
+        checkpoint = os.path.join("ckpt", f"{cid:05d}")
     req = EvalRequest(
         arch=text, space=stage.space.name, data=stage.data, train=train_cfg,
-        seed=candidate_seed(stage.seed, cid), parent_weights=parent_weights,
+        seed=seed, parent_weights=parent_weights,
         parent_arch=parent_arch,
         save_weights=run.weights_path(cid) if _may_be_parent(strategy) else None,
-        log_dir=os.path.join(tb_root, f"c{cid:05d}") if tensorboard else None)
+        log_dir=os.path.join(tb_root, f"c{cid:05d}") if tensorboard else None,
+        checkpoint_dir=run.file(checkpoint) if checkpoint else None)
+    adapt = getattr(strategy, "adapt_request", None)  # e.g. EcoNAS' reduced-setting proxy
+    if adapt is not None:
+        req = adapt(req, proposal)
     result = executor.run([req])[0]
     record = dict(result.record)
     record.update(base)
+    if checkpoint:
+        record.update(checkpoint=checkpoint, continue_from=proposal.continue_from)
     record["parent_weights"] = parent_weights
     record["resource"] = record.get(stage.metric)
     record["score"] = _score(stage, record)
@@ -236,6 +265,17 @@ def _evaluate_one(run: RunDir, stage: Stage, strategy: Strategy, proposal: Propo
                               {k: stored.get(k) for k in hparams.DEFAULT_METRICS},
                               trial_id=f"{stage.name}/c{cid:05d}")
     return stored
+
+
+def _prune_checkpoints(run: RunDir, keep) -> None:
+    """Removes kept checkpoints (`ckpt/NNNNN`) that no live candidate can continue."""
+    root = run.file("ckpt")
+    if not os.path.isdir(root):
+        return
+    keep = {os.path.normpath(k) for k in keep}
+    for name in os.listdir(root):
+        if os.path.normpath(os.path.join("ckpt", name)) not in keep:
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
 
 
 def _may_be_parent(strategy: Strategy) -> bool:
