@@ -231,3 +231,27 @@ def test_prune_weights_keeps_live(tmp_path):
         open(run.weights_path(i), "w").close()
     assert run.prune_weights({1, 3}) == 2
     assert sorted(os.listdir(run.file("weights"))) == ["00001.npz", "00003.npz"]
+
+
+# -- pipeline helpers ---------------------------------------------------------------------
+def test_pick_winner_by_validation_then_earlier_id():
+    from eatnas_tf.search import pipeline
+
+    rows = [{"id": 3, "val_acc": 0.9, "test_acc": 0.5}, {"id": 1, "val_acc": 0.9, "test_acc": 0.4},
+            {"id": 2, "val_acc": 0.8, "test_acc": 0.99}]
+    assert pipeline.pick_winner(rows)["id"] == 1  # test accuracy never picks
+    rows = [{"id": 3, "val_acc": None, "test_acc": 0.5}, {"id": 1, "val_acc": None, "test_acc": 0.4}]
+    assert pipeline.pick_winner(rows)["id"] == 3  # no validation part: test accuracy
+    with pytest.raises(ValueError):
+        pipeline.pick_winner([])
+
+
+def test_pareto_rows_front_and_model_dirs():
+    from eatnas_tf.search import pipeline
+
+    recs = [{"id": i, "arch": f"a{i}", "val_acc": acc, "madds": m, "params": 1, "status": "ok"}
+            for i, (acc, m) in enumerate([(0.8, 100), (0.7, 200), (0.9, 300), (0.85, 50)])]
+    recs.append({"id": 9, "arch": "x", "status": "failed", "val_acc": None, "madds": 1, "params": 1})
+    rows = pipeline.pareto_rows(recs, [{"id": 2, "model_dir": "retrain/c2/model"}])
+    assert [r["id"] for r in rows] == [3, 2]  # 0.85@50, 0.9@300; 0 and 1 dominated
+    assert rows[1]["model_dir"] == "retrain/c2/model" and rows[0]["model_dir"] is None
