@@ -37,6 +37,8 @@ flags.DEFINE_float("tolerance", 0.0015, "b of the tolerant Spearman coefficient 
 flags.DEFINE_integer("verbose", 0, "Trainer verbosity (0, 1, 2).")
 flags.DEFINE_bool("allow_flag_change", False, "Resume a directory started with other settings.")
 flags.DEFINE_integer("stop_after", None, "Stop after N new trainings (resume later).")
+flags.DEFINE_bool("report_only", False, "Train nothing: write the table and plot of the "
+                  "results stored so far (e.g. while another process is calibrating).")
 train_flags.define_data_flags()
 train_flags.define_train_flags()
 
@@ -69,7 +71,8 @@ def main(argv):
             FLAGS.run_dir, space, archs, reference.name, [p.name for p in proxies], data,
             train, min_rho=FLAGS.min_rho, rank_metric=FLAGS.rank_metric,
             tolerance=FLAGS.tolerance, seed=FLAGS.seed, verbose=FLAGS.verbose,
-            allow_change=FLAGS.allow_flag_change, max_new=FLAGS.stop_after)
+            allow_change=FLAGS.allow_flag_change, max_new=FLAGS.stop_after,
+            train_missing=not FLAGS.report_only)
     except (RunDirError, ValueError) as e:
         raise cli.UsageError(str(e).splitlines()[0]) from None
     if not table:

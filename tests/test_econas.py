@@ -328,9 +328,15 @@ def test_config_errors():
 # -- training: promotion continues, the search end to end ----------------------------------------
 @pytest.fixture(scope="module")
 def deterministic():
+    """TensorFlow deterministic ops for this module only (the flag is process-wide)."""
     import tensorflow as tf
+    from tensorflow.python.framework import config as tf_config
 
+    was = tf_config.is_op_determinism_enabled()
     tf.config.experimental.enable_op_determinism()
+    yield
+    if not was:
+        tf_config.disable_op_determinism()
 
 
 def test_promotion_continues_from_checkpoint(tmp_path, deterministic):

@@ -127,10 +127,13 @@ def calibrate(run_dir: str, space: SearchSpace, archs: Sequence[ArchSpec], refer
               min_rho: float = 0.6, rank_metric: str = "spearman",
               tolerance: float = rank.PAPER_TOLERANCE, seed: int = 0, verbose: int = 0,
               progress: Optional[Callable[[str], None]] = print,
-              allow_change: bool = False, max_new: Optional[int] = None) -> Dict[str, Any]:
+              allow_change: bool = False, max_new: Optional[int] = None,
+              train_missing: bool = True) -> Dict[str, Any]:
     """Trains every missing (setting, arch) pair, then writes the table and the plot.
 
-    Returns the table (`calibration.json`'s content).
+    With `train_missing=False` nothing is trained: the table of what is stored so far
+    (rows over the architectures done; no recommendation from an incomplete row).
+    Returns the table (`calibration.json`'s content), {} when stopped by `max_new`.
     """
     if rank_metric not in RANK_METRICS:
         raise ValueError(f"rank_metric: received {rank_metric!r}; allowed values: "
@@ -151,7 +154,7 @@ def calibrate(run_dir: str, space: SearchSpace, archs: Sequence[ArchSpec], refer
     for setting in settings:
         for i, arch in enumerate(archs):
             k = key(setting, arch)
-            if k in done:
+            if k in done or not train_missing:
                 continue
             if max_new is not None and new >= max_new:
                 return {}
