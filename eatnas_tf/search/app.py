@@ -4,6 +4,8 @@ Runs (or resumes) one search stage in a run directory (DESIGN.md §4).
 
     python -m eatnas_tf.search --run_dir=DIR --flagfile=flags/smoke.cfg [--strategy=eat|random]
     python -m eatnas_tf.search --run_dir=DIR --flagfile=flags/eat_cifar10_search.cfg
+    python -m eatnas_tf.search --run_dir=DIR --flagfile=flags/smoke.cfg \
+        --executor=subprocess --parallel=2     # 2 candidates at once (or --executor=ray)
 
 Writes DIR/candidates.jsonl, DIR/state.json, DIR/tb/ (per-candidate curves + HParams
 table), and when the search ends the top-k retraining (`--retrain_epochs`), DIR/winner/,
@@ -32,12 +34,16 @@ def run_search(stage_name: str, fv=flags.FLAGS, extra=None) -> dict:
         import tensorflow as tf  # noqa: PLC0415
 
         tf.config.experimental.enable_op_determinism()
-    run = RunDir(fv.run_dir)
+    executor = search_flags.executor_from_flags(fv)  # validated before anything is written
     try:
+        run = RunDir(fv.run_dir)
         run.check_config(search_flags.experiment_config(fv), fv.allow_flag_change)
-        result = runner.run_stage(run, stage, verbose=fv.verbose, max_new=fv.stop_after)
+        result = runner.run_stage(run, stage, verbose=fv.verbose, max_new=fv.stop_after,
+                                  executor=executor, parallel=fv.parallel)
     except RunDirError as e:
         raise cli.UsageError(str(e)) from None
+    finally:
+        executor.close()
     if fv.stop_after is not None and not result.strategy.finished():
         print(f"stopped after {result.evaluated} new candidates; rerun to resume", flush=True)
         return {}

@@ -9,6 +9,9 @@
 
 Scores are Eq. 1 (`acc × (cost/target)^w`), computed by the runner. The worst of the
 sample is removed, not the oldest (the paper's difference from regularized evolution).
+With `--parallel=K` (`propose_batch`) K tournaments run on the same population before
+their children are observed in proposal order; a child whose tournament's worst was
+already removed by an earlier child of the batch removes the population's current worst.
 A failed child is not added and removes nothing; a failed initial model is left out of
 the population. Children whose architecture was already evaluated are redrawn (up to
 100 times) so no architecture is trained twice.
@@ -38,6 +41,7 @@ class Evolution(Strategy):
         self.population: List[Dict[str, Any]] = []
         self.seen = set()
         self._pending: Optional[Dict[str, Any]] = None  # the tournament behind the proposal
+        self._batch: List[Dict[str, Any]] = []  # those of a propose_batch, in proposal order
         self._init_queue: Optional[List[Proposal]] = None
         self.monitor = ConvergenceTracker(config)
         self._history: List[Dict[str, Any]] = []
@@ -80,6 +84,31 @@ class Evolution(Strategy):
             return self._init_queue[len(self.records)]
         if len(self.population) < 2:
             return None  # nothing to select from (every model failed)
+        proposal, self._pending = self._tournament()
+        self._batch = []
+        return proposal
+
+    def propose_batch(self, k: int) -> List[Proposal]:
+        """`--parallel=k`: k tournaments on the current population before any child is
+        observed (while initialising: the next k initial models, never past P)."""
+        n = min(k, self.config.max_candidates - len(self.records))
+        if n <= 0 or self.finished():
+            return []
+        if self.initialising:
+            if self._init_queue is None:
+                self._init_queue = self._initial()
+            lo = len(self.records)
+            return list(self._init_queue[lo:min(lo + n, self.config.population)])
+        if len(self.population) < 2:
+            return []
+        out, self._batch, self._pending = [], [], None
+        for _ in range(n):
+            proposal, pending = self._tournament()
+            out.append(proposal)
+            self._batch.append(pending)
+        return out
+
+    def _tournament(self):
         s = min(self.config.sample, len(self.population))
         tournament = self.rng.sample(self.population, s)
         best = max(tournament, key=_key)
@@ -88,25 +117,34 @@ class Evolution(Strategy):
         child = offspring.novel(lambda: offspring.transform(parent, self.space, self.rng),
                                 self.seen)
         self.seen.add(codec.canonical_hash(child))
-        self._pending = {"best": best["id"], "worst": worst["id"],
-                         "sample": sorted(r["id"] for r in tournament)}
+        pending = {"best": best["id"], "worst": worst["id"],
+                   "sample": sorted(r["id"] for r in tournament)}
         return Proposal(child, parent=best["id"] if self.config.inherit else None,
-                        origin="mutation", info={"removes": worst["id"]})
+                        origin="mutation", info={"removes": worst["id"]}), pending
 
     def observe(self, record: Dict[str, Any]) -> None:
         super().observe(record)
         self.seen.add(record["hash"])
         ok = record.get("status") == "ok" and record.get("score") is not None
-        if self._pending is None:  # initial population
+        if self._pending is None and not self._batch:  # initial population
             if ok:
                 self.population.append(record)
             if not self.initialising:
                 self._after_step(record)
             return
-        pending, self._pending = self._pending, None
+        if self._batch:
+            pending = self._batch.pop(0)
+        else:
+            pending, self._pending = self._pending, None
         self.steps += 1
         if ok:
-            self.population = [r for r in self.population if r["id"] != pending["worst"]]
+            ids = {r["id"] for r in self.population}
+            worst = pending["worst"]
+            if worst not in ids and self.population:
+                # A batch (--parallel): an earlier child of the batch already removed it;
+                # remove the current worst of the population instead (P stays constant).
+                worst = min(self.population, key=_key)["id"]
+            self.population = [r for r in self.population if r["id"] != worst]
             self.population.append(record)
         self._after_step(record)
 

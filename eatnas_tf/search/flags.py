@@ -88,6 +88,20 @@ def define_search_flags(fv=flags.FLAGS) -> None:
                       "gives the same accuracies (slower on GPUs).", flag_values=fv)
     flags.DEFINE_integer("stop_after", None, "Stop after N new candidates (resume later).",
                          flag_values=fv)
+    # Where candidates run (`search.executors`); the result depends only on --seed and
+    # --parallel, never on the executor.
+    flags.DEFINE_enum("executor", "local", ["local", "subprocess", "ray"],
+                      "Where candidates train: in this process, K worker processes (one GPU "
+                      "each when GPUs exist) or Ray tasks.", flag_values=fv)
+    flags.DEFINE_integer("parallel", 1, "K: candidates proposed (K tournaments) and evaluated "
+                         "at once per step.", lower_bound=1, flag_values=fv)
+    flags.DEFINE_string("ray_address", None, "Ray cluster address for --executor=ray (default: "
+                        "start a local one).", flag_values=fv)
+    flags.DEFINE_integer("max_worker_retries", 2, "Restarts of a candidate whose worker died "
+                         "before it is recorded failed.", lower_bound=0, flag_values=fv)
+    flags.DEFINE_integer("worker_max_tasks", 20, "A worker process is replaced after N "
+                         "candidates (keeps memory flat; 0: never).", lower_bound=0,
+                         flag_values=fv)
     train_flags.define_data_flags(fv)
     train_flags.define_train_flags(fv)
 
@@ -144,7 +158,25 @@ def retrain_configs(stage: Stage, fv=flags.FLAGS):
 
 
 def experiment_config(fv=flags.FLAGS, names=EXPERIMENT_FLAGS) -> Dict[str, Any]:
-    return {n: fv[n].value for n in names if n in fv}
+    cfg = {n: fv[n].value for n in names if n in fv}
+    # --parallel changes the candidates (K tournaments per step); stored only when > 1 so
+    # run dirs of sequential searches resume as before.
+    if "parallel" in fv and fv.parallel != 1:
+        cfg["parallel"] = fv.parallel
+    return cfg
+
+
+def executor_from_flags(fv=flags.FLAGS):
+    """The executor the flags ask for (`search.executors`); bad values: `cli.UsageError`."""
+    from eatnas_tf.search import executors  # noqa: PLC0415
+
+    if fv.ray_address and fv.executor != "ray":
+        raise cli.UsageError(f"ray_address: given with --executor={fv.executor}; allowed: "
+                             "with --executor=ray")
+    return _usage(executors.make_executor, fv.executor, parallel=fv.parallel,
+                  verbose=fv.verbose, deterministic_ops=fv.deterministic_ops,
+                  max_retries=fv.max_worker_retries, max_tasks_per_worker=fv.worker_max_tasks,
+                  ray_address=fv.ray_address)
 
 
 def flag_list(value: Optional[List[str]]) -> List[str]:

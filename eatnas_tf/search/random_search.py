@@ -27,8 +27,16 @@ class RandomSearch(Strategy):
     def propose(self) -> Optional[Proposal]:
         if self.finished():
             return None
+        return self._draw(len(self.records))
+
+    def propose_batch(self, k: int) -> List[Proposal]:
+        # Draws do not depend on results: a batch is the next k draws (same as k=1).
+        n = max(0, min(k, self.config.max_candidates - len(self.records)))
+        return [self._draw(len(self.records) + j) for j in range(n)]
+
+    def _draw(self, index: int) -> Proposal:
         if self._basics:
-            basic = self._basics[len(self.records) % len(self._basics)]
+            basic = self._basics[index % len(self._basics)]
             draw = lambda: offspring.transform(basic, self.space, self.rng)  # noqa: E731
             origin = "offspring"
         else:

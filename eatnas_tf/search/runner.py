@@ -23,7 +23,8 @@ from eatnas_tf.arch import codec
 from eatnas_tf.arch.space import SearchSpace
 from eatnas_tf.data.datasets import DataConfig
 from eatnas_tf.search import objective
-from eatnas_tf.search.evaluate import EvalRequest, EvalResult, evaluate
+from eatnas_tf.search.evaluate import EvalRequest, EvalResult, evaluate  # noqa: F401
+from eatnas_tf.search.executors import LocalExecutor  # noqa: F401 - moved; kept importable here
 from eatnas_tf.search.run_dir import TB, RunDir, RunDirError
 from eatnas_tf.search.strategy import Proposal, SearchConfig, Strategy, make_strategy
 from eatnas_tf.train import hparams
@@ -74,17 +75,6 @@ class Stage:
                 "cost_metric": self.metric, "target": self.target_value}
 
 
-class LocalExecutor:
-    """Evaluates requests one after another in this process."""
-
-    def __init__(self, verbose: int = 0, strategy=None):
-        self.verbose = verbose
-        self.tf_strategy = strategy
-
-    def run(self, requests: List[EvalRequest]) -> List[EvalResult]:
-        return [evaluate(r, verbose=self.verbose, strategy=self.tf_strategy) for r in requests]
-
-
 @dataclasses.dataclass
 class StageResult:
     stage: Stage
@@ -133,11 +123,16 @@ def _log(progress, msg):
 
 def run_stage(run: RunDir, stage: Stage, *, executor=None, verbose: int = 0,
               progress: Optional[Callable[[str], None]] = print,
-              tensorboard: bool = True, max_new: Optional[int] = None) -> StageResult:
+              tensorboard: bool = True, max_new: Optional[int] = None,
+              parallel: int = 1) -> StageResult:
     """Runs (or resumes) `stage` in `run` until the strategy finishes.
 
     Args:
-      executor: evaluates `EvalRequest`s (default: `LocalExecutor`).
+      executor: evaluates `EvalRequest`s (default: `LocalExecutor`); see `search.executors`.
+      parallel: K proposals per step (`strategy.propose_batch(K)`: K tournaments before any
+        of them is observed), evaluated together by the executor; records are stored and
+        observed in proposal order, so the result depends only on the seed and K. K=1 is
+        the sequential propose → observe loop.
       verbose: passed to the trainer.
       progress: called with one line per candidate (None: silent).
       tensorboard: write per-candidate curves and the HParams table under `tb/<stage>/`.
@@ -155,42 +150,63 @@ def run_stage(run: RunDir, stage: Stage, *, executor=None, verbose: int = 0,
     tb_root = os.path.join(run.file(TB), stage.name)
     if tensorboard:
         hparams.write_config(tb_root)
+    if parallel < 1:
+        raise ValueError(f"parallel: received {parallel}; allowed values: >= 1")
     replayed = new = 0
-    while not strategy.finished():
-        proposal = strategy.propose()
-        if proposal is None:
-            break
-        h = codec.canonical_hash(proposal.arch)
-        i = replayed + new
-        if i < len(prior):
-            record = prior[i]
-            if record["hash"] != h:
-                raise ResumeMismatch(
-                    f"{run.path}: stored candidate {record['id']} of stage {stage.name} is "
-                    f"{record['arch']}, these settings propose {codec.to_text(proposal.arch)}; "
-                    "resume with the flags and seed the run was started with")
-            replayed += 1
+    stopped = False
+    while not strategy.finished() and not stopped:
+        if parallel == 1:
+            proposal = strategy.propose()
+            batch = [] if proposal is None else [proposal]
         else:
-            if max_new is not None and new >= max_new:
+            batch = [p for p in strategy.propose_batch(parallel) if p is not None]
+        if not batch:
+            break
+        start = replayed + new
+        hashes = [codec.canonical_hash(p.arch) for p in batch]
+        records: List[Optional[Dict[str, Any]]] = [None] * len(batch)
+        for j, (proposal, h) in enumerate(zip(batch, hashes)):
+            if start + j < len(prior):
+                record = prior[start + j]
+                if record["hash"] != h:
+                    raise ResumeMismatch(
+                        f"{run.path}: stored candidate {record['id']} of stage {stage.name} is "
+                        f"{record['arch']}, these settings propose "
+                        f"{codec.to_text(proposal.arch)}; resume with the flags, seed and "
+                        "--parallel the run was started with")
+                records[j] = record
+        todo = [j for j in range(len(batch)) if records[j] is None]
+        if max_new is not None and len(todo) > max_new - new:
+            todo, stopped = todo[:max(0, max_new - new)], True
+        if todo:
+            fresh = _evaluate_batch(run, stage, strategy, [batch[j] for j in todo],
+                                    [hashes[j] for j in todo], by_hash, executor,
+                                    tensorboard, tb_root)
+            for j, record in zip(todo, fresh):
+                records[j] = record
+                new += 1
+                _log(progress, _progress_line(stage, record, start + j + 1))
+        for j, record in enumerate(records):
+            if record is None:  # max_new reached inside the batch
                 break
-            record = _evaluate_one(run, stage, strategy, proposal, h, by_hash, executor,
-                                   tensorboard, tb_root)
-            new += 1
-            _log(progress, _progress_line(stage, record, len(strategy.records) + 1))
-        if record.get("status") == "ok" and record.get("duplicate_of") is None:
-            by_hash.setdefault(record["hash"], record)
-        strategy.observe(record)
-        if i >= len(prior):
-            live = strategy.live_ids()
-            stored = run.candidates()
-            run.prune_weights(set(live) | {stored[j].get("duplicate_of") for j in live
-                                           if j < len(stored)} - {None})
-            _prune_checkpoints(run, {stored[j].get("checkpoint") for j in live
-                                     if j < len(stored)} - {None})
-            run.write_state({"stage": stage.name, "summary": strategy.summary(),
-                             "history": strategy.history()[-1:],
-                             "strategy_state": strategy.state_dict(),
-                             "candidates": len(run.candidates())})
+            i = start + j
+            if i < len(prior):
+                replayed += 1
+            if record.get("status") == "ok" and record.get("duplicate_of") is None:
+                by_hash.setdefault(record["hash"], record)
+            strategy.observe(record)
+            if i >= len(prior):
+                # the batch's records not observed yet keep their weights too
+                live = list(strategy.live_ids()) + [r["id"] for r in records[j + 1:] if r]
+                stored = run.candidates()
+                run.prune_weights(set(live) | {stored[k].get("duplicate_of") for k in live
+                                               if k < len(stored)} - {None})
+                _prune_checkpoints(run, {stored[k].get("checkpoint") for k in live
+                                         if k < len(stored)} - {None})
+                run.write_state({"stage": stage.name, "summary": strategy.summary(),
+                                 "history": strategy.history()[-1:],
+                                 "strategy_state": strategy.state_dict(),
+                                 "candidates": len(run.candidates())})
     if replayed and progress:
         _log(progress, f"[{stage.name}] resumed: {replayed} stored candidates replayed, "
                        f"{new} new")
@@ -202,7 +218,35 @@ def run_stage(run: RunDir, stage: Stage, *, executor=None, verbose: int = 0,
 def _evaluate_one(run: RunDir, stage: Stage, strategy: Strategy, proposal: Proposal, h: str,
                   by_hash: Dict[str, Dict[str, Any]], executor, tensorboard: bool,
                   tb_root: str) -> Dict[str, Any]:
-    cid = len(run.candidates())
+    return _evaluate_batch(run, stage, strategy, [proposal], [h], by_hash, executor,
+                           tensorboard, tb_root)[0]
+
+
+def _evaluate_batch(run: RunDir, stage: Stage, strategy: Strategy, proposals: List[Proposal],
+                    hashes: List[str], by_hash: Dict[str, Dict[str, Any]], executor,
+                    tensorboard: bool, tb_root: str) -> List[Dict[str, Any]]:
+    """Prepares the proposals' requests (ids in proposal order), runs them together on the
+    executor, then appends every record in proposal order."""
+    first = len(run.candidates())
+    prepared = [_prepare(run, stage, strategy, p, h, by_hash, first + j, tensorboard, tb_root)
+                for j, (p, h) in enumerate(zip(proposals, hashes))]
+    reqs = [x[1] for x in prepared if x[0] == "request"]
+    results = iter(executor.run(reqs) if reqs else [])
+    out = []
+    for j, item in enumerate(prepared):
+        assert len(run.candidates()) == first + j
+        if item[0] == "record":
+            out.append(run.append(item[1]))
+        else:
+            out.append(_finish(run, stage, proposals[j], item[1], item[2], next(results),
+                               tensorboard))
+    return out
+
+
+def _prepare(run: RunDir, stage: Stage, strategy: Strategy, proposal: Proposal, h: str,
+             by_hash: Dict[str, Dict[str, Any]], cid: int, tensorboard: bool = True,
+             tb_root: str = ""):
+    """("record", record to store as is) or ("request", EvalRequest, context)."""
     text = codec.to_text(proposal.arch)
     base = {"id": cid, "stage": stage.name, "arch": text, "hash": h, "origin": proposal.origin,
             "parent": proposal.parent, "info": dict(proposal.info)}
@@ -212,7 +256,7 @@ def _evaluate_one(run: RunDir, stage: Stage, strategy: Strategy, proposal: Propo
         # Never train an architecture twice: reuse the stored result.
         record = {k: v for k, v in dup.items() if k not in base}
         record.update(base, duplicate_of=dup["id"], wall_s=0.0, inherit=None)
-        return run.append(record)
+        return ("record", record)
     parent_weights, parent_arch = proposal.parent_weights, proposal.parent_arch
     if proposal.parent is not None:
         parent_rec = run.candidates()[proposal.parent]
@@ -233,7 +277,7 @@ def _evaluate_one(run: RunDir, stage: Stage, strategy: Strategy, proposal: Propo
         src = run.candidates()[proposal.continue_from]
         checkpoint, seed = src.get("checkpoint"), src.get("seed", seed)
         if not checkpoint or not os.path.exists(os.path.join(run.file(checkpoint), "state.json")):
-            return run.append(dict(base, status="failed", val_acc=None, score=None,
+            return ("record", dict(base, status="failed", val_acc=None, score=None,
                                    epochs=train_cfg.epochs, wall_s=0.0, inherit=None,
                                    continue_from=proposal.continue_from,
                                    reason=f"no checkpoint of c{proposal.continue_from:05d} "
@@ -250,7 +294,13 @@ def _evaluate_one(run: RunDir, stage: Stage, strategy: Strategy, proposal: Propo
     adapt = getattr(strategy, "adapt_request", None)  # e.g. EcoNAS' reduced-setting proxy
     if adapt is not None:
         req = adapt(req, proposal)
-    result = executor.run([req])[0]
+    return ("request", req, {"base": base, "checkpoint": checkpoint,
+                             "parent_weights": parent_weights})
+
+
+def _finish(run: RunDir, stage: Stage, proposal: Proposal, req: EvalRequest,
+            ctx: Dict[str, Any], result: EvalResult, tensorboard: bool) -> Dict[str, Any]:
+    base, checkpoint, parent_weights = ctx["base"], ctx["checkpoint"], ctx["parent_weights"]
     record = dict(result.record)
     record.update(base)
     if checkpoint:

@@ -119,9 +119,30 @@ class Strategy(abc.ABC):
         self.rng = rng
         self.records: List[Dict[str, Any]] = []  # every observed record, in order
 
+    #: `propose()` depends only on the RNG and the observed records, never on the previous
+    #: proposal having been observed: k calls in a row are a valid batch (`propose_batch`).
+    batch_safe: ClassVar[bool] = False
+
     @abc.abstractmethod
     def propose(self) -> Optional[Proposal]:
         """The next candidate, or None when the strategy has nothing more to evaluate."""
+
+    def propose_batch(self, k: int) -> List[Proposal]:
+        """Up to `k` proposals made before any of them is observed (`--parallel=k`); the
+        runner evaluates them together and observes their records in this order.
+
+        Default: k × `propose()` for `batch_safe` strategies, else a batch of one (the
+        strategy runs sequentially whatever k is). Never more than `max_candidates` allows.
+        """
+        room = self.config.max_candidates - len(self.records)
+        n = max(0, min(k if self.batch_safe else 1, room))
+        out: List[Proposal] = []
+        for _ in range(n):
+            p = self.propose()
+            if p is None:
+                break
+            out.append(p)
+        return out
 
     def observe(self, record: Dict[str, Any]) -> None:
         """Takes the stored record of the last proposal (`status`, `val_acc`, `score`, `id`,
