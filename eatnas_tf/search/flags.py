@@ -26,7 +26,12 @@ EXPERIMENT_FLAGS = ("strategy", "space", "seed", "population", "sample", "patien
                     "min_delta", "alpha", "beta", "target_std", "target", "cost_metric",
                     "seed_arch", "inherit", "dataset", "resolution", "val_fraction",
                     "sample_fraction", "max_train_examples", "batch_size", "augment", "epochs",
-                    "learning_rate", "momentum", "weight_decay", "lr_schedule", "data_seed")
+                    "learning_rate", "momentum", "weight_decay", "lr_schedule", "data_seed",
+                    # EPNAS (`epnas.config`, defined when the strategy registry loads)
+                    "constraint", "constraint_penalty", "epnas_mode", "epnas_branches",
+                    "epnas_steps", "epnas_episodes", "epnas_policy_lr", "epnas_baseline_decay",
+                    "epnas_entropy", "epnas_policy_updates", "epnas_predict", "epnas_predict_lr",
+                    "epnas_predict_epochs", "epnas_share", "epnas_dict_per_key")
 
 
 def define_search_flags(fv=flags.FLAGS) -> None:

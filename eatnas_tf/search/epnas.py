@@ -1,0 +1,346 @@
+"""EPNAS (Zhou et al.): progressive search with a REINFORCE policy under soft resource
+constraints, as `--strategy=epnas` of the search command.
+
+    heads ← N random architectures (or the seed architectures)
+    for episode e:
+        for step t in 0..T-1:
+            for branch n in 0..N-1:                     # "N parallel branches"
+                a ~ π(·|heads[n]);  X ← a(heads[n])     # scale, then insert/remove
+                P ← short high-LR training of X (performance prediction), weights from
+                    the sharing dictionary;  r ← P × Π V(U_i)          (Eq. 2, 3)
+                heads[n] ← X                             # progressive: keep the change
+            dictionary ← best weights per (layer, op) of this step
+        REINFORCE on the episode's N×T (action, return-to-go − b_t)
+        heads ← the episode's top-N models by reward   ("select top 8 models from each
+                                                         episode to initialize the next")
+
+One candidate is one (branch, step); the runner evaluates them one at a time in branch
+order, which gives exactly the paper's batch of N per step. Everything the strategy
+decides is a function of its seeded RNG and the observed records: the policy samples with
+that RNG, its updates are deterministic on CPU, the dictionary stores candidate ids, and
+measured latencies are cached in the run directory, so a resumed search replays to the
+same proposals. `state_dict()` carries the policy (weights and Adam slots, in
+`epnas/policy.npz` of the run directory with its fingerprint), the baseline and the
+dictionary summary.
+
+Settings: `eatnas_tf.epnas.config` (flags `--constraint`, `--epnas_*`). The ranking of
+the final models (top-k) is by whether every constraint holds, then by reward.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import random
+from typing import Any, Deque, Dict, List, Optional
+
+import numpy as np
+
+from eatnas_tf.arch import codec
+from eatnas_tf.epnas import config as epnas_config
+from eatnas_tf.epnas import constraints as C
+from eatnas_tf.epnas.actions import ActionSpace
+from eatnas_tf.epnas.policy import MovingAverageBaseline, Policy, returns_to_go
+from eatnas_tf.epnas.sharing_dict import SharingDict, WeightsCache
+from eatnas_tf.search.strategy import Proposal, SearchConfig, Strategy, register
+
+epnas_config.define_flags()
+
+SUBDIR = "epnas"
+
+
+@register("epnas")
+class EPNAS(Strategy):
+
+    def __init__(self, space, config: SearchConfig, rng: random.Random,
+                 options: Optional[epnas_config.EpnasConfig] = None):
+        super().__init__(space, config, rng)
+        self.opt = options or epnas_config.current() or epnas_config.EpnasConfig()
+        self.aspace = ActionSpace(space, self.opt.mode)
+        self.policy_seed = rng.randrange(2 ** 31)
+        self._policy: Optional[Policy] = None
+        self.baseline = MovingAverageBaseline(self.opt.baseline_decay)
+        self.sharing = (SharingDict(space.macro, self.opt.dict_per_key)
+                        if config.inherit and self.opt.share else None)
+        self.run = None
+        self._weights: Optional[WeightsCache] = None
+        self._latency = None
+        self.episode = 0
+        self._episode_start = 0
+        self.heads: Optional[List[Any]] = None
+        self._rows: List[Dict[str, Any]] = []   # this episode: one per observed candidate
+        self._step_rows: List[Dict[str, Any]] = []
+        self._pending: Deque[Dict[str, Any]] = collections.deque()
+        self._history: List[Dict[str, Any]] = []
+        self._updates: List[Dict[str, float]] = []
+        self._policy_saved = None
+        self._rewards: Dict[int, Dict[str, Any]] = {}
+        self._by_id: Dict[int, Dict[str, Any]] = {}
+
+    # -- run directory (dictionary files, latency cache, policy file) ---------------------
+    def bind_run(self, run) -> None:
+        """Called by the runner with the run directory before the first proposal."""
+        self.run = run
+        self._weights = WeightsCache(lambda cid: self._weights_path(cid))
+
+    def _weights_path(self, cid: int) -> str:
+        src = self._by_id.get(cid, {}).get("duplicate_of")
+        return self.run.weights_path(cid if src is None else src)
+
+    def _file(self, *parts) -> str:
+        return self.run.file(SUBDIR, *parts)
+
+    @property
+    def policy(self) -> Policy:
+        if self._policy is None:
+            self._policy = Policy(self.aspace, seed=self.policy_seed,
+                                  learning_rate=self.opt.policy_lr,
+                                  entropy_weight=self.opt.entropy_weight)
+        return self._policy
+
+    # -- limits ---------------------------------------------------------------------------
+    @property
+    def total(self) -> int:
+        return min(self.config.max_candidates, self.opt.max_candidates)
+
+    def finished(self) -> bool:
+        return len(self.records) >= self.total
+
+    # -- proposals ------------------------------------------------------------------------
+    def _initial_heads(self) -> List[Any]:
+        n = self.opt.branches
+        if self.config.seed_archs:
+            basics = [codec.parse_arch(a, **self.space.arch_defaults()) for a in self.config.seed_archs]
+            return [basics[i % len(basics)] for i in range(n)]
+        return [self.space.sample(self.rng) for _ in range(n)]
+
+    def _next_heads(self) -> List[Any]:
+        """The episode's top-N distinct models by reward (failed ones excluded)."""
+        ok = [r for r in self._rows if r["ok"]]
+        ok.sort(key=lambda r: (-r["reward"], r["id"]))
+        seen, out = set(), []
+        for r in ok:
+            if r["hash"] not in seen:
+                seen.add(r["hash"])
+                out.append(r["arch"])
+        if not out:
+            return list(self.heads)
+        return [out[i % len(out)] for i in range(self.opt.branches)]
+
+    def propose_batch(self, k: int) -> List[Proposal]:
+        """Up to `k` branches of the current step at once (`--parallel`): a step's N
+        proposals depend only on the heads, the policy and the dictionary, which change
+        only when a step ends, so a batch never crosses a step boundary."""
+        done = len(self.records) + len(self._pending)
+        left_in_step = self.opt.branches - (done - self._episode_start) % self.opt.branches
+        n = max(0, min(k, left_in_step, self.total - done))
+        out = []
+        for _ in range(n):
+            p = self.propose()
+            if p is None:
+                break
+            out.append(p)
+        return out
+
+    def propose(self) -> Optional[Proposal]:
+        done = len(self.records) + len(self._pending)
+        if done >= self.total:
+            return None
+        k = done - self._episode_start
+        if self.heads is None:
+            self.heads = self._initial_heads()
+        n, t = k % self.opt.branches, k // self.opt.branches
+        parent_arch = self.heads[n]
+        action, decision, child = self.policy.sample(parent_arch, self.rng)
+        path, shared = self._materialize(child)
+        info = {"episode": self.episode, "step": t, "branch": n, "action": action.describe(),
+                "from": codec.to_text(parent_arch)}
+        if shared:
+            info["dictionary"] = shared
+        self._pending.append({"n": n, "t": t, "decision": decision, "arch": child, "file": path})
+        overrides = {"learning_rate": self.opt.predict_lr} if self.opt.predict else {}
+        return Proposal(child, parent_weights=path, origin="epnas",
+                        epochs=self.opt.predict_epochs if self.opt.predict else None,
+                        train_overrides=overrides, info=info)
+
+    def _materialize(self, child):
+        """Writes the child's weights from the dictionary; (path, summary) or (None, None)."""
+        if self.sharing is None or self.run is None or not len(self.sharing):
+            return None, None
+        from eatnas_tf.model import weights_io  # noqa: PLC0415
+
+        weights, summary = self.sharing.materialize(child, self._weights)
+        if not weights:
+            return None, None
+        path = self._file("shared", f"{len(self.records) + len(self._pending):05d}.npz")
+        weights_io.save(path, weights)
+        return path, summary
+
+    # -- rewards --------------------------------------------------------------------------
+    def usage(self, arch, record: Dict[str, Any]) -> Dict[str, float]:
+        """The resource usages the constraints read (records' params / madds; compute
+        intensity from `arch.cost`'s bytes model; latency measured and cached)."""
+        metrics = {c.metric for c in self.opt.constraints}
+        cost = self.space.cost(arch)
+        u = {"params": float(record.get("params") or cost.params),
+             "madds": float(record.get("madds") or cost.madds),
+             "intensity": float(cost.compute_intensity)}
+        if "latency" in metrics:
+            u["latency"] = self._latency_of(arch)
+        return u
+
+    def _latency_of(self, arch) -> float:
+        if self._latency is None:
+            from eatnas_tf.epnas.latency import LatencyCache  # noqa: PLC0415
+
+            path = self._file("latency.json") if self.run is not None else None
+            self._latency = LatencyCache(self.space.macro, path, self.opt.latency_threads,
+                                         self.opt.latency_runs)
+        return self._latency(arch)
+
+    def observe(self, record: Dict[str, Any]) -> None:
+        super().observe(record)
+        self._by_id[record["id"]] = record
+        if not self._pending:
+            raise RuntimeError("epnas: observe() without a pending proposal")
+        p = self._pending.popleft()
+        ok = record.get("status") == "ok" and record.get("val_acc") is not None
+        usage = self.usage(p["arch"], record)
+        r = C.reward(record.get("val_acc") if ok else None, usage, self.opt.constraints)
+        sat = ok and C.all_satisfied(usage, self.opt.constraints)
+        row = {"id": record["id"], "n": p["n"], "t": p["t"], "ok": ok, "reward": r,
+               "satisfied": sat, "arch": p["arch"], "hash": record["hash"],
+               "val_acc": record.get("val_acc"), "decision": p["decision"],
+               "usage": usage}
+        self._rows.append(row)
+        self._step_rows.append(row)
+        self._rewards[record["id"]] = {"reward": r, "satisfied": sat}
+        if ok:
+            self.heads[p["n"]] = p["arch"]
+        if p["file"] and os.path.exists(p["file"]):
+            os.remove(p["file"])
+        if p["n"] == self.opt.branches - 1 or self.finished():
+            self._end_step()
+        if p["n"] == self.opt.branches - 1 and p["t"] == self.opt.steps - 1:
+            self._end_episode()
+
+    def _end_step(self) -> None:
+        rows, self._step_rows = self._step_rows, []
+        if self.sharing is not None:
+            for r in rows:
+                if r["ok"]:
+                    self.sharing.add(r["arch"], r["id"], r["val_acc"])
+        ok = [r for r in rows if r["ok"]]
+        accs = [r["val_acc"] for r in ok]
+        rew = [r["reward"] for r in rows]
+        self._history.append({
+            "step": len(self._history), "episode": self.episode, "t": rows[0]["t"],
+            "candidates": len(self.records), "branches": len(rows),
+            "satisfied_frac": sum(r["satisfied"] for r in rows) / len(rows),
+            "mean_reward": float(np.mean(rew)), "max_reward": float(np.max(rew)),
+            "mean_acc": float(np.mean(accs)) if accs else None,
+            "std_acc": float(np.std(accs)) if accs else None,
+            "best_acc": float(np.max(accs)) if accs else None,
+            "median_madds": float(np.median([r["usage"]["madds"] for r in rows])),
+            "failed": len(rows) - len(ok)})
+
+    def _end_episode(self) -> None:
+        N, T = self.opt.branches, self.opt.steps
+        by_branch: Dict[int, List[Dict[str, Any]]] = {}
+        for r in self._rows:
+            by_branch.setdefault(r["n"], []).append(r)
+        decisions, returns, steps = [], [], []
+        for n in sorted(by_branch):
+            rows = sorted(by_branch[n], key=lambda r: r["t"])
+            for r, g in zip(rows, returns_to_go([r["reward"] for r in rows])):
+                decisions.append(r["decision"])
+                returns.append(g)
+                steps.append(r["t"])
+        means = {t: float(np.mean([g for g, s in zip(returns, steps) if s == t])) for t in set(steps)}
+        adv = [g - (self.baseline.get(t) if self.baseline.get(t) is not None else means[t])
+               for g, t in zip(returns, steps)]
+        for t, m in sorted(means.items()):
+            self.baseline.update(t, m)
+        stats = {}
+        for _ in range(self.opt.policy_updates):
+            stats = self.policy.update(decisions, adv, N)
+        stats.update(episode=self.episode, mean_return=float(np.mean(returns)),
+                     mean_abs_adv=float(np.mean(np.abs(adv))))
+        self._updates.append(stats)
+        self.heads = self._next_heads()
+        self._rows = []
+        self.episode += 1
+        self._episode_start = len(self.records)
+        del T
+
+    # -- results --------------------------------------------------------------------------
+    def reward_of(self, cid: int) -> Optional[Dict[str, Any]]:
+        return self._rewards.get(cid)
+
+    def history(self) -> List[Dict[str, Any]]:
+        return list(self._history)
+
+    def topk(self, k: Optional[int] = None) -> List[Dict[str, Any]]:
+        """Constraint-satisfying models first, then by reward (distinct architectures)."""
+        k = k or self.config.topk
+        seen, out = set(), []
+        ok = [r for r in self.records if r.get("status") == "ok" and r["id"] in self._rewards]
+        key = lambda r: (not self._rewards[r["id"]]["satisfied"],  # noqa: E731
+                         -self._rewards[r["id"]]["reward"], r["id"])
+        for r in sorted(ok, key=key):
+            if r["hash"] not in seen:
+                seen.add(r["hash"])
+                out.append(r)
+        return out[:k]
+
+    def live_ids(self) -> List[int]:
+        """Dictionary donors and this step's candidates (not in the dictionary yet)."""
+        live = set(self.sharing.cids()) if self.sharing is not None else set()
+        live |= {r["id"] for r in self._step_rows}
+        return sorted(live)
+
+    def summary(self) -> Dict[str, Any]:
+        best = self.topk(1)
+        return {"strategy": self.name, "observed": len(self.records), "episode": self.episode,
+                "options": self.opt.describe(), "policy_updates": self._updates,
+                "policy_fingerprint": self._policy.fingerprint() if self._policy else None,
+                "baseline": self.baseline.state()["values"],
+                "dictionary": self.sharing.state() if self.sharing is not None else None,
+                "steps": [{k: v for k, v in h.items()} for h in self._history],
+                "best": ({"id": best[0]["id"], "arch": best[0]["arch"],
+                          **self._rewards[best[0]["id"]]} if best else None)}
+
+    # -- state ----------------------------------------------------------------------------
+    def state_dict(self) -> Dict[str, Any]:
+        out: Dict[str, Any] = {"episode": self.episode, "baseline": self.baseline.state(),
+                               "policy_seed": self.policy_seed}
+        if self._policy is None:
+            return out
+        pol = self._policy
+        if self._policy_saved is None or self._policy_saved[0] != pol.updates:
+            st = pol.state_dict()
+            if self.run is not None:
+                from eatnas_tf.search.run_dir import write_json_atomic  # noqa: PLC0415
+
+                path = self._file("policy.json")
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                write_json_atomic(path, st)
+                st = {k: v for k, v in st.items() if k != "arrays"}
+                st["file"] = os.path.join(SUBDIR, "policy.json")
+            self._policy_saved = (pol.updates, st)
+        out["policy"] = self._policy_saved[1]
+        return out
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Restores the policy (weights + Adam slots) and the baseline, e.g. to continue a
+        search from `state.json` when its records are not replayed."""
+        if "baseline" in state:
+            self.baseline.load(state["baseline"])
+        pol = state.get("policy")
+        if pol:
+            if "arrays" not in pol:
+                import json  # noqa: PLC0415
+
+                with open(self.run.file(pol["file"])) as f:
+                    pol = json.load(f)
+            self.policy.load_state_dict(pol)
