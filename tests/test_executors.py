@@ -168,21 +168,28 @@ def test_bad_executor_values():
 
 
 # -- the executors give the same candidates ----------------------------------------------
-def _search(tmp_path, name, executor, k=2):
+def _search(tmp_path, name, executor, k=2, population=4, max_candidates=8):
     run = RunDir(str(tmp_path / name))
     try:
-        return run_stage(run, _stage(), executor=executor, parallel=k, progress=None,
+        return run_stage(run, _stage(population=population, max_candidates=max_candidates),
+                         executor=executor, parallel=k, progress=None,
                          tensorboard=False).records
     finally:
         executor.close()
 
 
-def test_local_and_subprocess_give_same_candidates(tmp_path, deterministic_ops):
-    local = _search(tmp_path, "local", executors.LocalExecutor())
+@pytest.mark.parametrize("population,max_candidates", [
+    (2, 4), pytest.param(4, 8, marks=pytest.mark.slow)])
+def test_local_and_subprocess_give_same_candidates(tmp_path, deterministic_ops, population,
+                                                   max_candidates):
+    local = _search(tmp_path, "local", executors.LocalExecutor(), population=population,
+                    max_candidates=max_candidates)
     sub = _search(tmp_path, "sub", executors.SubprocessExecutor(2, deterministic_ops=True,
-                                                                gpus=[]))
+                                                                gpus=[]),
+                  population=population, max_candidates=max_candidates)
     assert all(r["status"] == "ok" for r in local)
-    assert [r["origin"] for r in local] == ["random"] * 4 + ["mutation"] * 4
+    n = max_candidates - population
+    assert [r["origin"] for r in local] == ["random"] * population + ["mutation"] * n
     assert _essential(sub) == _essential(local)  # archs, parents, val_acc, score: identical
 
 
@@ -199,6 +206,7 @@ def test_ray_gives_same_candidates(tmp_path, deterministic_ops):
 
 
 # -- faults ------------------------------------------------------------------------------
+@pytest.mark.slow  # ~3-5 min on 2 busy cores (8 trainings + worker restarts)
 @pytest.mark.parametrize("name", ["local", "subprocess"])
 def test_faults_become_failed_candidates(tmp_path, monkeypatch, name):
     monkeypatch.setenv("EATNAS_TEST_MARKERS", str(tmp_path))
