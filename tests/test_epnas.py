@@ -345,3 +345,21 @@ def test_propose_batch_stays_within_a_step_and_matches_sequential():
     assert seq == par and sizes == [2, 1, 2, 1] and len(seq) == 6
     assert [h["satisfied_frac"] for h in s1.history()] == [h["satisfied_frac"] for h in s2.history()]
     assert s1.policy.fingerprint() == s2.policy.fingerprint()
+
+
+def test_latency_cache_measures_each_architecture_once(tmp_path):
+    from eatnas_tf.epnas.latency import LatencyCache
+
+    calls = []
+
+    def fake(arch, macro, threads, runs):
+        calls.append(codec.canonical_hash(arch))
+        return 1.5 + len(calls)
+
+    path = str(tmp_path / "epnas" / "latency.json")
+    rng = random.Random(0)
+    a, b = DIGITS.sample(rng), DIGITS.sample(rng)
+    cache = LatencyCache(DIGITS.macro, path, measure=fake)
+    assert cache(a) == 2.5 and cache(b) == 3.5 and cache(a) == 2.5 and len(calls) == 2
+    again = LatencyCache(DIGITS.macro, path, measure=fake)  # a resumed search: same numbers
+    assert again(a) == 2.5 and again(b) == 3.5 and len(calls) == 2
