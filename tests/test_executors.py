@@ -385,7 +385,9 @@ def test_fuzz_search_flags_give_clean_errors(seed):
 
 
 @pytest.mark.parametrize("args,field", [
-    (["-m", "eatnas_tf.cost", "--arch=sep_k3_w1.0_d1,zzz"], "op"),
+    (["-m", "eatnas_tf.cost", "--arch=" + ",".join(["sep_k3_w1.0_d1"] * 6 + ["zzz_k3_w1.0_d1"])],
+     "op"),
+    (["-m", "eatnas_tf.cost", "--arch=sep_k3_w1.0_d1,sep_k3"], "blocks"),
     (["-m", "eatnas_tf.cost", "--arch={"], "arch"),
     (["-m", "eatnas_tf.cost", "--arch=sep_k3_w1.0_d1", "--image_size=0"], "image_size"),
     (["-m", "eatnas_tf.search", "--run_dir=RUN", "--flagfile=flags/smoke.cfg",

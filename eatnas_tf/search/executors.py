@@ -155,19 +155,24 @@ class _Worker:
     def __init__(self, ctx, slot: int, gpu: Optional[str], args: tuple):
         self.slot, self.gpu = slot, gpu
         self.conn, child = ctx.Pipe()
-        saved = os.environ.get("CUDA_VISIBLE_DEVICES")
+        env = {}
         if gpu is not None:  # a spawned child starts with this process' environment
-            os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+            # one device per worker; workers sharing a GPU (K > GPUs) must not grab it all
+            env = {"CUDA_VISIBLE_DEVICES": gpu,
+                   "TF_FORCE_GPU_ALLOW_GROWTH": os.environ.get("TF_FORCE_GPU_ALLOW_GROWTH",
+                                                               "true")}
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
         try:
             self.proc = ctx.Process(target=_worker_main, args=(child, *args), daemon=True,
                                     name=f"eatnas-worker-{slot}")
             self.proc.start()
         finally:
-            if gpu is not None:
-                if saved is None:
-                    os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
                 else:
-                    os.environ["CUDA_VISIBLE_DEVICES"] = saved
+                    os.environ[k] = v
         child.close()
         self.current: Optional[int] = None
         self.done = 0
@@ -390,6 +395,10 @@ class RayExecutor:
                   "ignore_reinit_error": True}
             if address:
                 kw["address"] = address
+            # Workers import this package from the same checkout (a shared or identical path).
+            root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+            path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+            kw["runtime_env"] = {"env_vars": {"PYTHONPATH": path}}
             kw.update(init_kwargs or {})
             ray.init(**kw)
             self.started_ray = True
