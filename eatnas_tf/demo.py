@@ -47,7 +47,7 @@ _S2_POP = flags.DEFINE_integer("stage2_population", 6, "Stage-2 population P (of
 _S2_SAMPLE = flags.DEFINE_integer("stage2_sample", 3, "Stage-2 tournament size S.")
 _S2_CANDS = flags.DEFINE_integer("stage2_candidates", 12, "Stage-2 candidates in total.")
 _TOPK = flags.DEFINE_integer("topk", 1, "Stage-2 models retrained on all training images.")
-_RETRAIN = flags.DEFINE_integer("retrain_epochs", 5, "Final retraining epochs.")
+_RETRAIN = flags.DEFINE_integer("retrain_epochs", 3, "Final retraining epochs.")
 _RETRAIN_LR = flags.DEFINE_float("retrain_learning_rate", 0.1, "Final retraining peak LR (cosine).")
 _RETRAIN_N = flags.DEFINE_integer("retrain_train_examples", None, "Cap on retraining images.")
 _TRANSFER_WEIGHTS = flags.DEFINE_bool("transfer_weights", True, "Stage-2 offspring inherit the "
@@ -81,6 +81,9 @@ def main(argv):
     except RunDirError as e:
         raise cli.UsageError(str(e)) from None
     phases = {}
+    if os.path.exists(run.file(PHASES_FILE)):
+        with open(run.file(PHASES_FILE)) as f:
+            phases = json.load(f)
     try:
         train = TrainConfig(epochs=1, batch_size=_BATCH.value, learning_rate=_LR.value,
                             lr_schedule="constant", momentum=0.9, weight_decay=3e-4)
@@ -97,7 +100,7 @@ def main(argv):
     s1 = runner.run_stage(run, _stage("stage1", "fashion_mnist_14", d1, train, _S1_POP.value,
                                       _S1_SAMPLE.value, _S1_CANDS.value, _S1_TOPK.value),
                           verbose=_VERBOSE.value)
-    phases["stage1_search_s"] = time.perf_counter() - t
+    _phase(run, phases, "stage1_search_s", t)
 
     t = time.perf_counter()
     _say(f"== stage 1: retrain top-{_S1_TOPK.value} for {_S1_RETRAIN.value} epochs -> basic model")
@@ -106,7 +109,7 @@ def main(argv):
         train.replace(epochs=_S1_RETRAIN.value, lr_schedule="cosine",
                       learning_rate=_RETRAIN_LR.value), _S1_TOPK.value, verbose=1)
     basic = pipeline.pick_winner(r1)
-    phases["stage1_retrain_s"] = time.perf_counter() - t
+    _phase(run, phases, "stage1_retrain_s", t)
     _say(f"basic model: {basic['arch']} val_acc {basic['val_acc']:.4f}")
 
     # 2. Stage 2: elastic transfer to the large task.
@@ -119,7 +122,7 @@ def main(argv):
                                       _S2_SAMPLE.value, _S2_CANDS.value, _TOPK.value,
                                       seed_archs=(basic["arch"],), seed_weights=seed_weights),
                           verbose=_VERBOSE.value)
-    phases["stage2_search_s"] = time.perf_counter() - t
+    _phase(run, phases, "stage2_search_s", t)
 
     # 3. Retrain the winner on all training images.
     t = time.perf_counter()
@@ -129,29 +132,43 @@ def main(argv):
         train.replace(epochs=_RETRAIN.value, lr_schedule="cosine",
                       learning_rate=_RETRAIN_LR.value), _TOPK.value, verbose=1)
     winner = pipeline.pick_winner(r2)
-    phases["retrain_s"] = time.perf_counter() - t
 
-    report = pipeline.finish(run, [s1, s2], winner=winner, retrained=r1 + r2,
-                             wall_s=time.perf_counter() - t_all,
-                             extra={"basic_model": basic, "phases_s": phases},
-                             stage_extra={"stage1": {"retrain_s": phases["stage1_retrain_s"]}})
+    _phase(run, phases, "retrain_s", t)
 
-    # 4. Export.
+    def write_report():
+        extra = {"basic_model": basic, "phases_s": dict(phases)}
+        extra.update({f"{k[:-2]}_wall_s": v for k, v in phases.items()})
+        return pipeline.finish(run, [s1, s2], winner=winner, retrained=r1 + r2,
+                               wall_s=sum(phases.values()), extra=extra,
+                               stage_extra={"stage1": {"retrain_s": phases["stage1_retrain_s"]}})
+
+    report = write_report()
+
+    # 4. Export (reads winner/ and report.json), then the report again with its time.
     if _EXPORT.value:
         t = time.perf_counter()
         _say("== export: SavedModel + TFLite (fp32, fp16, int8, QAT) with latency")
         from export import export_lib  # noqa: PLC0415
+        from export import report as export_report  # noqa: PLC0415
 
         exported = _export_once(run, export_lib)
-        phases["export_s"] = time.perf_counter() - t
-        report["export"] = exported
-    report["phases_s"] = phases
-    report["wall_s"] = sum(phases.values())
-    write_json_atomic(run.file("report.json"), report)
+        _phase(run, phases, "export_s", t)
+        report = write_report()
+        report["export"] = {k: v for k, v in exported.items() if k != "markdown"}
+        write_json_atomic(run.file("report.json"), report)
+        export_report.update_run_report(run.file("report.md"), exported["markdown"])
     w = report["winner"]
-    _say(f"== done in {report['wall_s']:.0f} s: winner {w['arch']} params {w['params']:,} "
-         f"MAdds {w['madds']:,} test accuracy {w['test_accuracy']:.4f}\n"
-         f"   report: {run.file('report.md')}")
+    lines = ", ".join(f"{k[:-2]} {v:.0f} s" for k, v in phases.items())
+    _say(f"== done in {report['wall_s']:.0f} s ({lines})\n"
+         f"   winner {w['arch']}: params {w['params']:,}, MAdds {w['madds']:,}, "
+         f"test accuracy {w['test_accuracy']:.4f}\n   report: {run.file('report.md')}")
+
+
+def _phase(run: RunDir, phases: dict, name: str, t0: float) -> None:
+    """Adds this process's time of a phase to the stored total (a resumed phase adds what
+    it still had to do) and stores the totals."""
+    phases[name] = phases.get(name, 0.0) + time.perf_counter() - t0
+    write_json_atomic(run.file(PHASES_FILE), phases)
 
 
 def _export_once(run: RunDir, export_lib) -> dict:
@@ -168,6 +185,7 @@ def _export_once(run: RunDir, export_lib) -> dict:
     w = out["winner"]
     summary = {"export_dir": out["export_dir"], "path": w.get("path"),
                "checks": w.get("checks"), "timing_s": w.get("timing_s"),
+               "markdown": export_lib.report_lib.to_markdown(w, heading="###"),
                "formats": {k: {"accuracy": v.get("accuracy"), "size_bytes": v.get("size_bytes"),
                                "latency_ms_1thread": (v.get("latency") or {}).get("1", {}).get("median_ms")}
                            for k, v in (w.get("formats") or {}).items()}}
@@ -175,6 +193,7 @@ def _export_once(run: RunDir, export_lib) -> dict:
     return summary
 
 
+PHASES_FILE = "phases.json"
 _DEMO_FLAGS = ("seed", "learning_rate", "batch_size", "val_fraction", "stage1_resolution",
                "stage1_train_examples", "stage1_population", "stage1_sample", "stage1_candidates",
                "stage1_topk", "stage1_retrain_epochs", "stage2_train_examples",

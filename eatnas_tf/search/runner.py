@@ -313,7 +313,7 @@ def _finish(run: RunDir, stage: Stage, proposal: Proposal, req: EvalRequest,
         hparams.log_candidate(req.log_dir, {**hparams.arch_hparams(proposal.arch),
                                             "stage": stage.name, "origin": proposal.origin},
                               {k: stored.get(k) for k in hparams.DEFAULT_METRICS},
-                              trial_id=f"{stage.name}/c{cid:05d}")
+                              trial_id=f"{stage.name}/c{stored['id']:05d}")
     return stored
 
 
