@@ -31,7 +31,11 @@ EXPERIMENT_FLAGS = ("strategy", "space", "seed", "population", "sample", "patien
                     "constraint", "constraint_penalty", "epnas_mode", "epnas_branches",
                     "epnas_steps", "epnas_episodes", "epnas_policy_lr", "epnas_baseline_decay",
                     "epnas_entropy", "epnas_policy_updates", "epnas_predict", "epnas_predict_lr",
-                    "epnas_predict_epochs", "epnas_share", "epnas_dict_per_key")
+                    "epnas_predict_epochs", "epnas_share", "epnas_dict_per_key",
+                    # EcoNAS (`search.econas`)
+                    "econas_epochs", "econas_mutations", "econas_promote1", "econas_promote2",
+                    "econas_cycles", "econas_proxy", "econas_level_weights", "econas_mutation",
+                    "econas_lifespan")
 
 
 def define_search_flags(fv=flags.FLAGS) -> None:
