@@ -7,7 +7,9 @@ stderr and exit status 2 for bad input, never a traceback.
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 
 from absl import app, flags
 
@@ -20,6 +22,31 @@ class UsageError(ValueError):
 
 USER_ERRORS = (InvalidArchitectureError, UsageError, flags.Error)
 EXIT_USAGE = 2
+
+
+def quiet_import_tensorflow() -> None:
+    """Imports TensorFlow with its C++ start-up chatter (CUDA stub probes, absl pre-init
+    warnings) kept off stderr, so that a usage error stays one line. Binaries call it before
+    importing library modules; the chatter is replayed if the import fails."""
+    if "keras" in sys.modules:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # CPU machines: no cuInit error lines
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        ok = False
+        try:
+            import tensorflow  # noqa: F401, PLC0415
+            import keras  # noqa: F401, PLC0415 - initialises the devices (cuInit probe)
+
+            ok = True
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            if not ok:
+                tmp.seek(0)
+                sys.stderr.write(tmp.read().decode(errors="replace"))
 
 
 def fail(message: str) -> None:

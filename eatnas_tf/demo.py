@@ -23,6 +23,8 @@ import time
 from absl import flags, logging
 
 from eatnas_tf import cli
+
+cli.quiet_import_tensorflow()  # before the library: keeps usage errors one line
 from eatnas_tf.arch import space as space_lib
 from eatnas_tf.data.datasets import DataConfig
 from eatnas_tf.search import pipeline, runner

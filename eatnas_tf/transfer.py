@@ -18,6 +18,8 @@ import os
 from absl import flags
 
 from eatnas_tf import cli
+
+cli.quiet_import_tensorflow()  # before the library: keeps usage errors one line
 from eatnas_tf.search import app
 from eatnas_tf.search import flags as search_flags
 from eatnas_tf.search import pipeline

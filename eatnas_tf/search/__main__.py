@@ -9,6 +9,8 @@ See `eatnas_tf.search.app` for what it writes.
 from absl import flags
 
 from eatnas_tf import cli
+
+cli.quiet_import_tensorflow()  # before the library: keeps usage errors one line
 from eatnas_tf.search import app
 from eatnas_tf.search import flags as search_flags
 
