@@ -87,7 +87,8 @@ def test_resume_with_other_flags_refused(smoke_run):
 
 @pytest.mark.parametrize("flag,field", [
     ("--population=0", "population"), ("--sample=9", "sample"),
-    ("--seed_arch=sep_k4_w1.0_d1", "kernel"), ("--space=mars", "space"),
+    ("--seed_arch=" + ",".join(["sep_k4_w1.0_d1"] + ["sep_k3_w1.0_d1"] * 6), "kernel"),
+    ("--seed_arch=sep_k3_w1.0_d1", "blocks"), ("--space=mars", "space"),
     ("--strategy=genetic", "strategy"), ("--target=-1", "target"),
 ])
 def test_bad_search_flags_one_line(tmp_path, flag, field):

@@ -71,8 +71,9 @@ def define_search_flags(fv=flags.FLAGS) -> None:
                       "Eq. 1 sub-objective (default: the space's).", flag_values=fv)
     flags.DEFINE_integer("topk", d.topk, "Models of the best-quality population retrained.",
                          flag_values=fv)
-    flags.DEFINE_list("seed_arch", [], "Seed the initial population with offspring of these "
-                      "architectures (elastic transfer).", flag_values=fv)
+    flags.DEFINE_multi_string("seed_arch", [], "Seed the initial population with offspring of "
+                              "this architecture (text form, JSON or file; repeat the flag for "
+                              "several): elastic transfer.", flag_values=fv)
     flags.DEFINE_string("seed_weights", None, "Weights file (.npz) of the first --seed_arch "
                         "inherited by its offspring.", flag_values=fv)
     flags.DEFINE_bool("inherit", True, "Children inherit their parent's weights (paper §3.4).",
