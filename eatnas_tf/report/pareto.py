@@ -16,16 +16,20 @@ import math
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 
-def _value(p: Mapping[str, Any], key: str) -> Optional[float]:
-    """The point's value for `key` as a float, or None when missing, None or NaN."""
-    v = p.get(key) if isinstance(p, Mapping) else None
+def finite_float(v: Any) -> Optional[float]:
+    """`v` as a finite float, or None (missing, None, bool, NaN, inf, not a number)."""
     if v is None or isinstance(v, bool):
         return None
     try:
         v = float(v)
     except (TypeError, ValueError):
         return None
-    return None if math.isnan(v) else v
+    return v if math.isfinite(v) else None
+
+
+def _value(p: Mapping[str, Any], key: str) -> Optional[float]:
+    """The point's value for `key` as a finite float, or None."""
+    return finite_float(p.get(key)) if isinstance(p, Mapping) else None
 
 
 def dominates(a: Mapping[str, Any], b: Mapping[str, Any], maximize: str = "acc",

@@ -25,6 +25,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from eatnas_tf.arch import cost as cost_lib
 from eatnas_tf.arch.spec import ArchSpec
 from eatnas_tf.report import pareto as pareto_lib
+from eatnas_tf.report.pareto import finite_float as _num
 
 DPI = 120
 # Colour-blind-friendly (seaborn "deep") colours; kernels shade them (3 light → 7 full).
@@ -88,17 +89,6 @@ def human(n: Optional[float], digits: int = 3) -> str:
         if abs(n) >= scale:
             return f"{n / scale:.{digits}g}{suffix}"
     return f"{n:.{digits}g}"
-
-
-def _num(v: Any) -> Optional[float]:
-    """`v` as a finite float, or None (missing, None, NaN, not a number)."""
-    if v is None or isinstance(v, bool):
-        return None
-    try:
-        v = float(v)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
 
 
 def _stage_colours(stages: Sequence[str]) -> Dict[str, str]:

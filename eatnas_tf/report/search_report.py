@@ -26,6 +26,7 @@ import os
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 from eatnas_tf.report import plots as plots_lib
+from eatnas_tf.report.pareto import finite_float as _num
 from eatnas_tf.report.plots import human
 
 PLOTS_DIR = "plots"
@@ -36,16 +37,6 @@ _log = logging.getLogger(__name__)
 # ---------------------------------------------------------------------------------------
 # formatting
 # ---------------------------------------------------------------------------------------
-def _num(v: Any) -> Optional[float]:
-    if v is None or isinstance(v, bool):
-        return None
-    try:
-        v = float(v)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
-
-
 def fmt_acc(v: Any) -> str:
     """0.91234 → "91.23%"; "–" when missing."""
     v = _num(v)

@@ -276,12 +276,8 @@ class EcoNAS(Strategy):
             if self.phase == "init":
                 if len(self.records) < cfg.population:
                     return
-                self._end_cycle()
-                if self.cycle >= eco.cycles or not self._live():
-                    self.phase = "done"
+                if not self._next_cycle():
                     return
-                self.cycle += 1
-                self._start("mutate")
             elif self.phase == "mutate":
                 if self._done_in_phase < eco.mutations:
                     return
@@ -293,14 +289,20 @@ class EcoNAS(Strategy):
             elif self.phase == "promote2":
                 if self._queue:
                     return
-                self._end_cycle()
-                if self.cycle >= eco.cycles or not self._live():
-                    self.phase = "done"
+                if not self._next_cycle():
                     return
-                self.cycle += 1
-                self._start("mutate")
             else:
                 return
+
+    def _next_cycle(self) -> bool:
+        """Ends the cycle, then starts the next one's mutations (True) or finishes (False)."""
+        self._end_cycle()
+        if self.cycle >= self.eco.cycles or not self._live():
+            self.phase = "done"
+            return False
+        self.cycle += 1
+        self._start("mutate")
+        return True
 
     def _start(self, phase: str, queue: Sequence[Dict[str, Any]] = ()) -> None:
         self.phase = phase

@@ -133,14 +133,7 @@ class EPNAS(Strategy):
         only when a step ends, so a batch never crosses a step boundary."""
         done = len(self.records) + len(self._pending)
         left_in_step = self.opt.branches - (done - self._episode_start) % self.opt.branches
-        n = max(0, min(k, left_in_step, self.total - done))
-        out = []
-        for _ in range(n):
-            p = self.propose()
-            if p is None:
-                break
-            out.append(p)
-        return out
+        return self._propose_up_to(min(k, left_in_step, self.total - done))
 
     def propose(self) -> Optional[Proposal]:
         done = len(self.records) + len(self._pending)

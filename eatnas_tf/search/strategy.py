@@ -135,9 +135,12 @@ class Strategy(abc.ABC):
         strategy runs sequentially whatever k is). Never more than `max_candidates` allows.
         """
         room = self.config.max_candidates - len(self.records)
-        n = max(0, min(k if self.batch_safe else 1, room))
+        return self._propose_up_to(min(k if self.batch_safe else 1, room))
+
+    def _propose_up_to(self, n: int) -> List[Proposal]:
+        """Up to `n` proposals in a row, fewer when `propose()` runs dry."""
         out: List[Proposal] = []
-        for _ in range(n):
+        for _ in range(max(0, n)):
             p = self.propose()
             if p is None:
                 break

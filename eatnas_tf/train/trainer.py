@@ -26,6 +26,7 @@ Details that matter for NAS:
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import gc
 import math
@@ -343,11 +344,32 @@ def train(build_fn: Callable[[], Any], data: DataBundle, config: TrainConfig, *,
         del model
         keras.backend.clear_session()
         keras.config.set_dtype_policy(previous_policy)
-        gc.collect()
+        release_memory()
         clear_s = time.perf_counter() - t0
     result.record["clear_s"] = clear_s
     result.record["wall_s"] = time.perf_counter() - t_start
     return result
+
+
+def _libc():
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (macOS, musl): nothing to trim
+        return None
+
+
+_LIBC = _libc()
+
+
+def release_memory() -> None:
+    """Frees what a finished candidate left and hands the freed heap back to the OS.
+
+    glibc keeps freed arenas mapped, so without `malloc_trim` the process RSS climbs by
+    several MB per candidate although nothing is live (benchmarks/trainer_memory.py).
+    """
+    gc.collect()
+    if _LIBC is not None and hasattr(_LIBC, "malloc_trim"):
+        _LIBC.malloc_trim(0)
 
 
 def _progress(verbose, epoch, epochs, hist, ips, validated):
