@@ -9,7 +9,7 @@ models, not proxies. Prints, per strategy: candidate-epochs, training cost (Σ M
 training images × epochs of the models actually trained), search wall time, best search
 val_acc (EcoNAS' is measured on its reduced models) and the winner's test accuracy.
 
-    python benchmarks/econas_vs_eat_random.py [--out_dir=runs/bench_econas] [--retrain_epochs=2]
+    python benchmarks/econas_vs_eat_random.py [--out_dir=runs/bench_econas] [--econas_cycles=2] [--retrain_epochs=2]
 
 Run directories are kept (a rerun resumes them: nothing is trained twice).
 """
@@ -31,12 +31,13 @@ def _flag(flagfile, name, cast=int):
     raise KeyError(name)
 
 
-def econas_candidate_epochs(flagfile):
+def econas_candidate_epochs(flagfile, cycles=None):
     """N_init × E + C × (N_0 + N_1 + N_2) × E: EcoNAS' budget in candidate-epochs."""
     e = _flag(flagfile, "econas_epochs")
     per_cycle = sum(_flag(flagfile, f) for f in ("econas_mutations", "econas_promote1",
                                                  "econas_promote2"))
-    return (_flag(flagfile, "population") + _flag(flagfile, "econas_cycles") * per_cycle) * e
+    cycles = cycles or _flag(flagfile, "econas_cycles")
+    return (_flag(flagfile, "population") + cycles * per_cycle) * e
 
 
 def summarize(run_dir):
@@ -63,14 +64,16 @@ def main():
     ap.add_argument("--topk", type=int, default=2)
     ap.add_argument("--retrain_epochs", type=int, default=2)
     ap.add_argument("--retrain_max_train_examples", type=int, default=20000)
+    ap.add_argument("--econas_cycles", type=int, default=2,
+                    help="EcoNAS cycles C (the flagfile's value when 0); sets the budget")
     ap.add_argument("--strategies", nargs="+", default=["econas", "eat", "random"])
     ap.add_argument("--out", default=os.path.join(ROOT, "benchmarks/results/econas_vs_eat_random.json"))
     a = ap.parse_args()
-    budget = econas_candidate_epochs(a.flagfile)
+    budget = econas_candidate_epochs(a.flagfile, a.econas_cycles)
     common = [f"--flagfile={a.flagfile}", f"--seed={a.seed}", f"--topk={a.topk}",
               f"--retrain_epochs={a.retrain_epochs}", "--retrain_learning_rate=0.1",
               f"--retrain_max_train_examples={a.retrain_max_train_examples}"]
-    per = {"econas": [],
+    per = {"econas": [f"--econas_cycles={a.econas_cycles}"] if a.econas_cycles else [],
            "eat": ["--strategy=eat", "--inherit", f"--max_candidates={budget}"],
            "random": ["--strategy=random", f"--max_candidates={budget}"]}
     rows = {}
@@ -89,7 +92,7 @@ def main():
               f"{r['winner_test_acc'] or 0:>11.4f}")
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     with open(a.out, "w") as f:
-        json.dump({"budget_candidate_epochs": budget, "seed": a.seed, "flagfile":
+        json.dump({"budget_candidate_epochs": budget, "econas_cycles": a.econas_cycles, "seed": a.seed, "flagfile":
                    os.path.relpath(a.flagfile, ROOT), "retrain_epochs": a.retrain_epochs,
                    "retrain_max_train_examples": a.retrain_max_train_examples, "strategies": rows},
                   f, indent=2)

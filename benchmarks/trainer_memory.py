@@ -1,20 +1,17 @@
 """RSS growth over many candidates trained in one process (issue 8: < 200 MB from 5 to 50).
 
-    python benchmarks/trainer_memory.py [--candidates=50] [--steps=5] [--variant=both|trim|no_trim]
+    python benchmarks/trainer_memory.py [--candidates=50] [--steps=5]
 
 Trains `--candidates` random tiny architectures of the digits space (short epochs, so the
 test is about what each candidate leaves behind, not about accuracy), each through
 `trainer.train` (which clears the Keras session), and prints the process RSS after each
-one, then the growth between candidate 5 and the last. `--variant=both` (default) runs the
-trainer as shipped (`release_memory`: gc + glibc `malloc_trim` after each candidate) and
-without the trim, each in its own process, side by side.
+one, then the growth between candidate 5 and the last.
 """
 
 import argparse
 import json
 import os
 import random
-import subprocess
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -44,21 +41,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--candidates", type=int, default=50)
     p.add_argument("--steps", type=int, default=5, help="training steps per candidate")
-    p.add_argument("--variant", choices=["both", "trim", "no_trim"], default="both")
     args = p.parse_args()
-    if args.variant == "both":
-        out = {}
-        for v in ("no_trim", "trim"):
-            r = subprocess.run([sys.executable, __file__, f"--candidates={args.candidates}",
-                                f"--steps={args.steps}", f"--variant={v}"],
-                               check=True, capture_output=True, text=True)
-            out[v] = json.loads([l for l in r.stdout.splitlines() if l.startswith("{")][-1])
-            print(f"{v:8s}: RSS growth from candidate 5 to {args.candidates}: "
-                  f"{out[v]['growth_mb']:.0f} MB (max RSS {out[v]['max_rss_mb']:.0f} MB)", flush=True)
-        print(json.dumps(out))
-        return
-    if args.variant == "no_trim":
-        T._LIBC = None
     sp = space_lib.get_space("digits")
     data = D.load_data(D.DataConfig("digits", batch_size=32))
     rng = random.Random(0)

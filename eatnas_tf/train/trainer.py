@@ -21,12 +21,14 @@ Details that matter for NAS:
   * A NaN / inf loss raises `TrainingDiverged` so a search records the candidate as failed.
   * The model never outlives the call: its weights are copied out as numpy
     (`TrainResult.weights`, `{layer.name: layer.get_weights()}`), then
-    `keras.backend.clear_session()` runs, also when training fails.
+    `keras.backend.clear_session()` runs, also when training fails, and the custom gradients
+    the traced train step registered in TensorFlow's global gradient registry are dropped
+    (`forget_custom_gradients`): that registry never forgets, and each entry keeps the whole
+    train-step graph alive — ~11 MB per candidate, 605 MB over 50 (benchmarks/trainer_memory.py).
 """
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import gc
 import math
@@ -103,6 +105,36 @@ def _pick(logs: Dict[str, Any], main_output: Optional[str], metric: str, prefix:
     models log it as `<prefix><output name>_<metric>`."""
     key = f"{prefix}{main_output}_{metric}" if main_output else f"{prefix}{metric}"
     return float(logs[key])
+
+
+# -- memory --------------------------------------------------------------------------------
+def _gradient_registry() -> Optional[Dict[str, Any]]:
+    from tensorflow.python.framework import ops as tf_ops  # noqa: PLC0415 (private registry)
+
+    return getattr(getattr(tf_ops, "_gradient_registry", None), "_registry", None)
+
+
+class forget_custom_gradients:  # noqa: N801 (used as a context manager, like a function)
+    """Drops the `tf.custom_gradient` entries registered inside the block on exit.
+
+    In graph mode (a traced train step) every `tf.custom_gradient` call registers a
+    "CustomGradient-<uid>" gradient function in TensorFlow's process-wide registry, which
+    is never cleared; its closure holds the traced FuncGraph, so each trained model leaks
+    its train-step graph. Call only around code whose graphs are gone on exit.
+    """
+
+    def __enter__(self):
+        reg = _gradient_registry()
+        self._before = set(reg) if reg is not None else None
+        return self
+
+    def __exit__(self, *exc):
+        reg = _gradient_registry()
+        if reg is not None and self._before is not None:
+            for name in [k for k in reg if k not in self._before
+                         and k.startswith("CustomGradient-")]:
+                del reg[name]
+        return False
 
 
 # -- batch norm recalibration -----------------------------------------------------------------
@@ -220,6 +252,7 @@ def train(build_fn: Callable[[], Any], data: DataBundle, config: TrainConfig, *,
         print(f"note: TrainConfig.batch_size={config.batch_size} but the data is batched by "
               f"{data.config.batch_size}; using the data's batches", file=sys.stderr)
     model = None
+    forget = forget_custom_gradients().__enter__()
     try:
         if config.mixed_precision:
             keras.config.set_dtype_policy("mixed_float16")
@@ -344,32 +377,12 @@ def train(build_fn: Callable[[], Any], data: DataBundle, config: TrainConfig, *,
         del model
         keras.backend.clear_session()
         keras.config.set_dtype_policy(previous_policy)
-        release_memory()
+        forget.__exit__(None, None, None)
+        gc.collect()
         clear_s = time.perf_counter() - t0
     result.record["clear_s"] = clear_s
     result.record["wall_s"] = time.perf_counter() - t_start
     return result
-
-
-def _libc():
-    try:
-        return ctypes.CDLL("libc.so.6")
-    except OSError:  # not glibc (macOS, musl): nothing to trim
-        return None
-
-
-_LIBC = _libc()
-
-
-def release_memory() -> None:
-    """Frees what a finished candidate left and hands the freed heap back to the OS.
-
-    glibc keeps freed arenas mapped, so without `malloc_trim` the process RSS climbs by
-    several MB per candidate although nothing is live (benchmarks/trainer_memory.py).
-    """
-    gc.collect()
-    if _LIBC is not None and hasattr(_LIBC, "malloc_trim"):
-        _LIBC.malloc_trim(0)
 
 
 def _progress(verbose, epoch, epochs, hist, ips, validated):
