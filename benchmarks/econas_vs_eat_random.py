@@ -53,7 +53,7 @@ def summarize(run_dir):
             "search_wall_s": report["stages"][0].get("wall_s") if report.get("stages") else None,
             "best_search_val_acc": max(r["val_acc"] for r in ok),
             "winner_arch": win.get("arch"), "winner_madds": win.get("madds"),
-            "winner_test_acc": win.get("test_accuracy"), "retrain_wall_s": report.get("retrain_wall_s")}
+            "winner_test_acc": win.get("test_accuracy")}
 
 
 def main():
