@@ -15,6 +15,9 @@ proxy cost). It recommends the cheapest proxy whose `--rank_metric` reaches `--m
 from absl import flags
 
 from eatnas_tf import cli
+
+cli.quiet_import_tensorflow()  # before the library: keeps usage errors one line
+
 from eatnas_tf.arch import space as space_lib
 from eatnas_tf.train import flags as train_flags
 

@@ -28,7 +28,7 @@ cli.quiet_import_tensorflow()  # before the library: keeps usage errors one line
 from eatnas_tf.arch import space as space_lib
 from eatnas_tf.data.datasets import DataConfig
 from eatnas_tf.search import pipeline, runner
-from eatnas_tf.search.run_dir import RunDir, RunDirError, write_json_atomic
+from eatnas_tf.search.run_dir import RunDir, write_json_atomic
 from eatnas_tf.search.strategy import SearchConfig
 from eatnas_tf.train.config import TrainConfig
 
@@ -76,40 +76,43 @@ def main(argv):
     if len(argv) > 1:
         raise cli.UsageError(f"unexpected arguments {argv[1:]}; pass everything as --flags")
     t_all = time.perf_counter()
-    run = RunDir(_RUN_DIR.value)
-    try:
-        run.check_config({k: v.value for k, v in flags.FLAGS._flags().items()
-                          if k in _DEMO_FLAGS})
-    except RunDirError as e:
-        raise cli.UsageError(str(e)) from None
-    phases = {}
-    if os.path.exists(run.file(PHASES_FILE)):
-        with open(run.file(PHASES_FILE)) as f:
-            phases = json.load(f)
+    # every config is built (validated) before the run directory is touched
     try:
         train = TrainConfig(epochs=1, batch_size=_BATCH.value, learning_rate=_LR.value,
                             lr_schedule="constant", momentum=0.9, weight_decay=3e-4)
         base = DataConfig("fashion_mnist", val_fraction=_VAL.value, batch_size=_BATCH.value,
                           seed=_SEED.value)
+        d1 = dataclasses.replace(base, image_size=_S1_RES.value, max_train_examples=_S1_N.value)
+        d2 = dataclasses.replace(base, max_train_examples=_S2_N.value)
+        d_final = dataclasses.replace(base, split="final", max_train_examples=_RETRAIN_N.value)
+        retrain1 = train.replace(epochs=_S1_RETRAIN.value, lr_schedule="cosine",
+                                 learning_rate=_RETRAIN_LR.value)
+        retrain2 = train.replace(epochs=_RETRAIN.value, lr_schedule="cosine",
+                                 learning_rate=_RETRAIN_LR.value)
+        stage1 = _stage("stage1", "fashion_mnist_14", d1, train, _S1_POP.value, _S1_SAMPLE.value,
+                        _S1_CANDS.value, _S1_TOPK.value)
+        _stage("stage2", "fashion_mnist", d2, train, _S2_POP.value, _S2_SAMPLE.value,
+               _S2_CANDS.value, _TOPK.value)  # checked now; built with its seed after stage 1
     except ValueError as e:
-        raise cli.UsageError(str(e)) from None
+        raise cli.UsageError(str(e).splitlines()[0]) from None
+    run = RunDir(_RUN_DIR.value)
+    run.check_config({k: v.value for k, v in flags.FLAGS._flags().items() if k in _DEMO_FLAGS})
+    phases = {}
+    if os.path.exists(run.file(PHASES_FILE)):
+        with open(run.file(PHASES_FILE)) as f:
+            phases = json.load(f)
 
     # 1. Stage 1: the basic model on the small task.
     t = time.perf_counter()
     _say(f"== stage 1: EAT evolution on Fashion-MNIST {_S1_RES.value}x{_S1_RES.value}, "
          f"{_S1_N.value} images, {_S1_CANDS.value} candidates")
-    d1 = dataclasses.replace(base, image_size=_S1_RES.value, max_train_examples=_S1_N.value)
-    s1 = runner.run_stage(run, _stage("stage1", "fashion_mnist_14", d1, train, _S1_POP.value,
-                                      _S1_SAMPLE.value, _S1_CANDS.value, _S1_TOPK.value),
-                          verbose=_VERBOSE.value)
+    s1 = runner.run_stage(run, stage1, verbose=_VERBOSE.value)
     _phase(run, phases, "stage1_search_s", t)
 
     t = time.perf_counter()
     _say(f"== stage 1: retrain top-{_S1_TOPK.value} for {_S1_RETRAIN.value} epochs -> basic model")
-    r1 = pipeline.retrain_topk(
-        run, s1, dataclasses.replace(d1, split="final"),
-        train.replace(epochs=_S1_RETRAIN.value, lr_schedule="cosine",
-                      learning_rate=_RETRAIN_LR.value), _S1_TOPK.value, verbose=1)
+    r1 = pipeline.retrain_topk(run, s1, dataclasses.replace(d1, split="final"), retrain1,
+                               _S1_TOPK.value, verbose=1)
     basic = pipeline.pick_winner(r1)
     _phase(run, phases, "stage1_retrain_s", t)
     _say(f"basic model: {basic['arch']} val_acc {basic['val_acc']:.4f}")
@@ -119,7 +122,6 @@ def main(argv):
     seed_weights = pipeline.basic_seed_weights(run, basic) if _TRANSFER_WEIGHTS.value else None
     _say(f"== stage 2: elastic transfer to Fashion-MNIST 28x28, {_S2_N.value} images, "
          f"{_S2_CANDS.value} candidates seeded with offspring of the basic model")
-    d2 = dataclasses.replace(base, max_train_examples=_S2_N.value)
     s2 = runner.run_stage(run, _stage("stage2", "fashion_mnist", d2, train, _S2_POP.value,
                                       _S2_SAMPLE.value, _S2_CANDS.value, _TOPK.value,
                                       seed_archs=(basic["arch"],), seed_weights=seed_weights),
@@ -129,10 +131,7 @@ def main(argv):
     # 3. Retrain the winner on all training images.
     t = time.perf_counter()
     _say(f"== retrain top-{_TOPK.value} of stage 2 for {_RETRAIN.value} epochs")
-    r2 = pipeline.retrain_topk(
-        run, s2, dataclasses.replace(base, split="final", max_train_examples=_RETRAIN_N.value),
-        train.replace(epochs=_RETRAIN.value, lr_schedule="cosine",
-                      learning_rate=_RETRAIN_LR.value), _TOPK.value, verbose=1)
+    r2 = pipeline.retrain_topk(run, s2, d_final, retrain2, _TOPK.value, verbose=1)
     winner = pipeline.pick_winner(r2)
 
     _phase(run, phases, "retrain_s", t)

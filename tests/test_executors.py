@@ -396,6 +396,18 @@ def test_fuzz_search_flags_give_clean_errors(seed):
      "parallel"),
     (["-m", "eatnas_tf.search", "--run_dir=RUN", "--flagfile=flags/smoke.cfg",
       "--ray_address=127.0.0.1:1"], "ray_address"),
+    (["-m", "eatnas_tf.search", "--run_dir=RUN", "--flagfile=flags/no_such.cfg"], "flagfile"),
+    (["-m", "eatnas_tf.transfer", "--run_dir=RUN", "--flagfile=flags/smoke.cfg",
+      "--basic_arch=sep_k3_w1.0_d1"], "blocks"),
+    (["-m", "eatnas_tf.demo", "--run_dir=RUN", "--flagfile=flags/demo.cfg",
+      "--stage1_resolution=0"], "image_size"),
+    (["-m", "eatnas_tf.demo", "--run_dir=RUN", "--flagfile=flags/demo.cfg",
+      "--stage2_sample=99"], "sample"),
+    (["-m", "eatnas_tf.calibrate", "--run_dir=RUN", "--flagfile=flags/econas_calibrate_fmnist.cfg",
+      "--proxies=c9r0s0e1"], "proxy"),
+    (["-m", "eatnas_tf.retrain", "--arch=sep_k3_w1.0_d1", "--space=digits",
+      "--output_dir=RUN"], "blocks"),
+    (["-m", "export", "--run_dir=RUN"], "run_dir"),
 ])
 def test_cli_bad_input_one_line_exit_2(tmp_path, args, field):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT, CUDA_VISIBLE_DEVICES="")
@@ -407,3 +419,16 @@ def test_cli_bad_input_one_line_exit_2(tmp_path, args, field):
     assert p.returncode == 2, p.stderr[-2000:]
     assert len(lines) == 1 and field in lines[0] and "Traceback" not in p.stderr, p.stderr
     assert not os.path.exists(run)
+
+
+@pytest.mark.parametrize("module", ["eatnas_tf.search", "eatnas_tf.demo"])
+def test_run_dir_that_is_a_file_is_a_clean_error(tmp_path, module):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT, CUDA_VISIBLE_DEVICES="")
+    path = tmp_path / "a_file"
+    path.write_text("keep me")
+    flagfile = "flags/smoke.cfg" if module.endswith("search") else "flags/demo.cfg"
+    p = subprocess.run([sys.executable, "-m", module, f"--run_dir={path}", f"--flagfile={flagfile}"],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and len(lines) == 1 and "run_dir" in lines[0], p.stderr[-2000:]
+    assert path.read_text() == "keep me"

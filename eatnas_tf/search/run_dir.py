@@ -22,6 +22,8 @@ import os
 import sys
 from typing import Any, Dict, List, Optional
 
+from eatnas_tf import cli
+
 CANDIDATES = "candidates.jsonl"
 STATE = "state.json"
 CONFIG = "config.json"
@@ -29,8 +31,8 @@ WEIGHTS = "weights"
 TB = "tb"
 
 
-class RunDirError(ValueError):
-    """The run directory cannot be used as asked (one clear line)."""
+class RunDirError(cli.UsageError):
+    """The run directory cannot be used as asked (one clear line, exit status 2)."""
 
 
 def write_json_atomic(path: str, obj: Any) -> None:
@@ -60,6 +62,9 @@ class RunDir:
 
     def __init__(self, path: str):
         self.path = path
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise RunDirError(f"run_dir: {path} exists and is not a directory; allowed: a new "
+                              "or an existing run directory")
         os.makedirs(path, exist_ok=True)
         self._candidates: Optional[List[Dict[str, Any]]] = None
 
