@@ -82,7 +82,7 @@ def main():
         cmd = [sys.executable, "-m", "eatnas_tf.search", f"--run_dir={run_dir}"] + common + per[name]
         print(f"== {name}: {' '.join(cmd[2:])}", flush=True)
         subprocess.run(cmd, cwd=ROOT, check=True)
-        rows[name] = summarize(os.path.join(ROOT, run_dir) if not os.path.isabs(run_dir) else run_dir)
+        rows[name] = summarize(os.path.join(ROOT, run_dir))
     print(f"\nbudget: {budget} candidate-epochs (EcoNAS' N_init·E + C·(N_0+N_1+N_2)·E)")
     print(f"{'strategy':<8} {'cand-ep':>7} {'cost (MAdds·img)':>17} {'search s':>9} "
           f"{'best search val':>15} {'winner test':>11}")

@@ -20,12 +20,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from eatnas_tf.arch import space as space_lib  # noqa: E402
-from eatnas_tf.data.datasets import DataConfig  # noqa: E402
+from eatnas_tf import demo  # noqa: E402
 from eatnas_tf.search import runner  # noqa: E402
 from eatnas_tf.search.run_dir import RunDir  # noqa: E402
-from eatnas_tf.search.strategy import SearchConfig  # noqa: E402
-from eatnas_tf.train.config import TrainConfig  # noqa: E402
 
 
 def _curve(records):
@@ -47,17 +44,7 @@ def main():
         report = json.load(f)
     seeded = [json.loads(l) for l in open(os.path.join(a.run_dir, "candidates.jsonl")) if l.strip()]
     seeded = [r for r in seeded if r.get("stage") == "stage2"]
-    # the demo's stage 2, as `eatnas_tf.demo` builds it, without the seed
-    train = TrainConfig(epochs=1, batch_size=cfg["batch_size"], learning_rate=cfg["learning_rate"],
-                        lr_schedule="constant", momentum=0.9, weight_decay=3e-4)
-    data = DataConfig("fashion_mnist", val_fraction=cfg["val_fraction"], batch_size=cfg["batch_size"],
-                      seed=cfg["seed"], max_train_examples=cfg["stage2_train_examples"])
-    stage = runner.Stage(name="stage2", strategy="eat", space=space_lib.get_space("fashion_mnist"),
-                         data=data, train=train, seed=cfg["seed"],
-                         config=SearchConfig(population=cfg["stage2_population"],
-                                             sample=cfg["stage2_sample"],
-                                             max_candidates=cfg["stage2_candidates"],
-                                             topk=cfg["topk"]))
+    stage = demo.build_configs(cfg)["stage2"]  # the demo's stage 2, without its seed
     res = runner.run_stage(RunDir(a.work_dir), stage, progress=print)
     scratch = res.records
     cs, cx = _curve(seeded), _curve(scratch)

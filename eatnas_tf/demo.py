@@ -19,6 +19,7 @@ import dataclasses
 import json
 import os
 import time
+from typing import Any, Dict, Mapping
 
 from absl import flags, logging
 
@@ -60,11 +61,38 @@ _QAT_SAMPLES = flags.DEFINE_integer("qat_samples", 5000, "Images per QAT epoch."
 _VERBOSE = flags.DEFINE_integer("verbose", 0, "Trainer verbosity per candidate.")
 
 
-def _stage(name, space, data, train, population, sample, candidates, topk, **cfg):
+def _stage(name, space, data, train, seed, population, sample, candidates, topk):
     return runner.Stage(name=name, strategy="eat", space=space_lib.get_space(space), data=data,
-                        train=train, seed=_SEED.value,
+                        train=train, seed=seed,
                         config=SearchConfig(population=population, sample=sample,
-                                            max_candidates=candidates, topk=topk, **cfg))
+                                            max_candidates=candidates, topk=topk))
+
+
+def build_configs(v: Mapping[str, Any]) -> Dict[str, Any]:
+    """The demo's stages and retraining configs from its settings `v` (the `_DEMO_FLAGS`
+    values; a demo run's config.json holds the same keys). Stage 2 comes without its seed:
+    the basic model is added once stage 1 has found it. Bad values raise ValueError."""
+    train = TrainConfig(epochs=1, batch_size=v["batch_size"], learning_rate=v["learning_rate"],
+                        lr_schedule="constant", momentum=0.9, weight_decay=3e-4)
+    base = DataConfig("fashion_mnist", val_fraction=v["val_fraction"],
+                      batch_size=v["batch_size"], seed=v["seed"])
+    d1 = dataclasses.replace(base, image_size=v["stage1_resolution"],
+                             max_train_examples=v["stage1_train_examples"])
+    d2 = dataclasses.replace(base, max_train_examples=v["stage2_train_examples"])
+    retrain = train.replace(lr_schedule="cosine", learning_rate=v["retrain_learning_rate"])
+    return {
+        "stage1": _stage("stage1", "fashion_mnist_14", d1, train, v["seed"],
+                         v["stage1_population"], v["stage1_sample"], v["stage1_candidates"],
+                         v["stage1_topk"]),
+        "stage1_retrain": (dataclasses.replace(d1, split="final"),
+                           retrain.replace(epochs=v["stage1_retrain_epochs"])),
+        "stage2": _stage("stage2", "fashion_mnist", d2, train, v["seed"],
+                         v["stage2_population"], v["stage2_sample"], v["stage2_candidates"],
+                         v["topk"]),
+        "retrain": (dataclasses.replace(base, split="final",
+                                        max_train_examples=v["retrain_train_examples"]),
+                    retrain.replace(epochs=v["retrain_epochs"])),
+    }
 
 
 def _say(msg):
@@ -75,28 +103,14 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     if len(argv) > 1:
         raise cli.UsageError(f"unexpected arguments {argv[1:]}; pass everything as --flags")
-    t_all = time.perf_counter()
     # every config is built (validated) before the run directory is touched
+    settings = {k: v.value for k, v in flags.FLAGS._flags().items() if k in _DEMO_FLAGS}
     try:
-        train = TrainConfig(epochs=1, batch_size=_BATCH.value, learning_rate=_LR.value,
-                            lr_schedule="constant", momentum=0.9, weight_decay=3e-4)
-        base = DataConfig("fashion_mnist", val_fraction=_VAL.value, batch_size=_BATCH.value,
-                          seed=_SEED.value)
-        d1 = dataclasses.replace(base, image_size=_S1_RES.value, max_train_examples=_S1_N.value)
-        d2 = dataclasses.replace(base, max_train_examples=_S2_N.value)
-        d_final = dataclasses.replace(base, split="final", max_train_examples=_RETRAIN_N.value)
-        retrain1 = train.replace(epochs=_S1_RETRAIN.value, lr_schedule="cosine",
-                                 learning_rate=_RETRAIN_LR.value)
-        retrain2 = train.replace(epochs=_RETRAIN.value, lr_schedule="cosine",
-                                 learning_rate=_RETRAIN_LR.value)
-        stage1 = _stage("stage1", "fashion_mnist_14", d1, train, _S1_POP.value, _S1_SAMPLE.value,
-                        _S1_CANDS.value, _S1_TOPK.value)
-        _stage("stage2", "fashion_mnist", d2, train, _S2_POP.value, _S2_SAMPLE.value,
-               _S2_CANDS.value, _TOPK.value)  # checked now; built with its seed after stage 1
+        cfg = build_configs(settings)
     except ValueError as e:
         raise cli.UsageError(str(e).splitlines()[0]) from None
     run = RunDir(_RUN_DIR.value)
-    run.check_config({k: v.value for k, v in flags.FLAGS._flags().items() if k in _DEMO_FLAGS})
+    run.check_config(settings)
     phases = {}
     if os.path.exists(run.file(PHASES_FILE)):
         with open(run.file(PHASES_FILE)) as f:
@@ -106,13 +120,12 @@ def main(argv):
     t = time.perf_counter()
     _say(f"== stage 1: EAT evolution on Fashion-MNIST {_S1_RES.value}x{_S1_RES.value}, "
          f"{_S1_N.value} images, {_S1_CANDS.value} candidates")
-    s1 = runner.run_stage(run, stage1, verbose=_VERBOSE.value)
+    s1 = runner.run_stage(run, cfg["stage1"], verbose=_VERBOSE.value)
     _phase(run, phases, "stage1_search_s", t)
 
     t = time.perf_counter()
     _say(f"== stage 1: retrain top-{_S1_TOPK.value} for {_S1_RETRAIN.value} epochs -> basic model")
-    r1 = pipeline.retrain_topk(run, s1, dataclasses.replace(d1, split="final"), retrain1,
-                               _S1_TOPK.value, verbose=1)
+    r1 = pipeline.retrain_topk(run, s1, *cfg["stage1_retrain"], _S1_TOPK.value, verbose=1)
     basic = pipeline.pick_winner(r1)
     _phase(run, phases, "stage1_retrain_s", t)
     _say(f"basic model: {basic['arch']} val_acc {basic['val_acc']:.4f}")
@@ -122,16 +135,16 @@ def main(argv):
     seed_weights = pipeline.basic_seed_weights(run, basic) if _TRANSFER_WEIGHTS.value else None
     _say(f"== stage 2: elastic transfer to Fashion-MNIST 28x28, {_S2_N.value} images, "
          f"{_S2_CANDS.value} candidates seeded with offspring of the basic model")
-    s2 = runner.run_stage(run, _stage("stage2", "fashion_mnist", d2, train, _S2_POP.value,
-                                      _S2_SAMPLE.value, _S2_CANDS.value, _TOPK.value,
-                                      seed_archs=(basic["arch"],), seed_weights=seed_weights),
-                          verbose=_VERBOSE.value)
+    stage2 = cfg["stage2"]
+    stage2 = dataclasses.replace(stage2, config=dataclasses.replace(
+        stage2.config, seed_archs=(basic["arch"],), seed_weights=seed_weights))
+    s2 = runner.run_stage(run, stage2, verbose=_VERBOSE.value)
     _phase(run, phases, "stage2_search_s", t)
 
     # 3. Retrain the winner on all training images.
     t = time.perf_counter()
     _say(f"== retrain top-{_TOPK.value} of stage 2 for {_RETRAIN.value} epochs")
-    r2 = pipeline.retrain_topk(run, s2, d_final, retrain2, _TOPK.value, verbose=1)
+    r2 = pipeline.retrain_topk(run, s2, *cfg["retrain"], _TOPK.value, verbose=1)
     winner = pipeline.pick_winner(r2)
 
     _phase(run, phases, "retrain_s", t)

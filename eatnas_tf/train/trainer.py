@@ -23,7 +23,7 @@ Details that matter for NAS:
     (`TrainResult.weights`, `{layer.name: layer.get_weights()}`), then
     `keras.backend.clear_session()` runs, also when training fails, and the custom gradients
     the traced train step registered in TensorFlow's global gradient registry are dropped
-    (`forget_custom_gradients`): that registry never forgets, and each entry keeps the whole
+    (`drop_custom_gradients`): that registry never forgets, and each entry keeps the whole
     train-step graph alive — ~11 MB per candidate, 605 MB over 50 (benchmarks/trainer_memory.py).
 """
 
@@ -114,27 +114,23 @@ def _gradient_registry() -> Optional[Dict[str, Any]]:
     return getattr(getattr(tf_ops, "_gradient_registry", None), "_registry", None)
 
 
-class forget_custom_gradients:  # noqa: N801 (used as a context manager, like a function)
-    """Drops the `tf.custom_gradient` entries registered inside the block on exit.
+def _custom_gradients() -> frozenset:
+    """Names of the `tf.custom_gradient` entries in TensorFlow's gradient registry."""
+    reg = _gradient_registry()
+    return frozenset(k for k in reg or () if k.startswith("CustomGradient-"))
+
+
+def drop_custom_gradients(keep: frozenset) -> None:
+    """Removes the `tf.custom_gradient` entries not in `keep` from TensorFlow's registry.
 
     In graph mode (a traced train step) every `tf.custom_gradient` call registers a
     "CustomGradient-<uid>" gradient function in TensorFlow's process-wide registry, which
     is never cleared; its closure holds the traced FuncGraph, so each trained model leaks
-    its train-step graph. Call only around code whose graphs are gone on exit.
+    its train-step graph. Call only once the graphs that registered them are gone.
     """
-
-    def __enter__(self):
-        reg = _gradient_registry()
-        self._before = set(reg) if reg is not None else None
-        return self
-
-    def __exit__(self, *exc):
-        reg = _gradient_registry()
-        if reg is not None and self._before is not None:
-            for name in [k for k in reg if k not in self._before
-                         and k.startswith("CustomGradient-")]:
-                del reg[name]
-        return False
+    reg = _gradient_registry()
+    for name in _custom_gradients() - keep:
+        del reg[name]
 
 
 # -- batch norm recalibration -----------------------------------------------------------------
@@ -252,7 +248,7 @@ def train(build_fn: Callable[[], Any], data: DataBundle, config: TrainConfig, *,
         print(f"note: TrainConfig.batch_size={config.batch_size} but the data is batched by "
               f"{data.config.batch_size}; using the data's batches", file=sys.stderr)
     model = None
-    forget = forget_custom_gradients().__enter__()
+    custom_gradients = _custom_gradients()
     try:
         if config.mixed_precision:
             keras.config.set_dtype_policy("mixed_float16")
@@ -377,7 +373,7 @@ def train(build_fn: Callable[[], Any], data: DataBundle, config: TrainConfig, *,
         del model
         keras.backend.clear_session()
         keras.config.set_dtype_policy(previous_policy)
-        forget.__exit__(None, None, None)
+        drop_custom_gradients(keep=custom_gradients)
         gc.collect()
         clear_s = time.perf_counter() - t0
     result.record["clear_s"] = clear_s
