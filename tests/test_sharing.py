@@ -12,7 +12,7 @@ import pytest
 
 from eatnas_tf.arch.spec import ArchSpec, BlockSpec
 from eatnas_tf.arch.space import get_space
-from eatnas_tf.model import sharing, weights_io
+from eatnas_tf.model import layer_weights, sharing, weights_io
 from eatnas_tf.model.builder import build_model
 
 MACRO = get_space("digits").macro
@@ -277,3 +277,29 @@ def test_weights_io_corrupt_and_truncated_files(tmp_path):
             weights_io.load(path)
     with pytest.raises(FileNotFoundError):
         weights_io.load(str(tmp_path / "missing.npz"))
+
+
+def test_layer_weights_get_and_assign_by_name():
+    """get copies every weighted layer (the same set a recursive walk finds: the builder's
+    models are flat); assign sets the names both models have, strict refuses a missing one."""
+    a = arch()
+    model, want = random_parent(a, seed=4)
+    got = layer_weights.get(model)
+    flat = {l.name for l in model._flatten_layers(include_self=False) if l.weights}
+    assert set(got) == set(want) == flat
+    for name, ws in want.items():
+        assert len(got[name]) == len(ws)
+        for g, w in zip(got[name], ws):
+            np.testing.assert_array_equal(g, w)
+    got["stem_conv"][0][...] = 123.0  # a copy, not a view of the variable
+    assert not np.any(model.get_layer("stem_conv").get_weights()[0] == 123.0)
+
+    other = build(a)
+    partial = {k: want[k] for k in list(want)[:3]}
+    partial["no_such_layer"] = [np.zeros(1)]
+    assert layer_weights.assign(other, partial) == list(want)[:3]
+    for name in list(want)[:3]:
+        np.testing.assert_array_equal(other.get_layer(name).get_weights()[0], want[name][0])
+    with pytest.raises(ValueError, match="no_such_layer"):
+        layer_weights.assign(other, partial, strict=True)
+    assert layer_weights.assign(other, want, strict=True) == list(want)

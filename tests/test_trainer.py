@@ -18,7 +18,7 @@ from eatnas_tf.arch import codec, space as space_lib
 from eatnas_tf.data import datasets as D
 from eatnas_tf.data import idx
 from eatnas_tf.model.builder import build_model
-from eatnas_tf.train import hparams, optim
+from eatnas_tf.train import gradient_registry, hparams, optim
 from eatnas_tf.train import trainer as T
 from eatnas_tf.train.config import TrainConfig
 
@@ -142,12 +142,12 @@ def test_traced_graphs_do_not_outlive_train():
     cfg = TrainConfig(learning_rate=0.05, steps_per_epoch=2)
     T.train(lambda: build_model(arch, macro), data, cfg, return_weights=False)
     graphs = _func_graphs()
-    custom = T._custom_gradients()
+    custom = gradient_registry.custom_gradients()
     for seed in (1, 2):
         T.train(lambda: build_model(arch, macro), data, cfg.replace(seed=seed),
                 return_weights=False)
     assert _func_graphs() <= graphs
-    assert T._custom_gradients() <= custom
+    assert gradient_registry.custom_gradients() <= custom
 
 
 def test_same_seed_same_result_and_initial_weights():

@@ -23,7 +23,7 @@ Details that matter for NAS:
     (`TrainResult.weights`, `{layer.name: layer.get_weights()}`), then
     `keras.backend.clear_session()` runs, also when training fails, and the custom gradients
     the traced train step registered in TensorFlow's global gradient registry are dropped
-    (`drop_custom_gradients`): that registry never forgets, and each entry keeps the whole
+    (`train.gradient_registry`): that registry never forgets, and each entry keeps the whole
     train-step graph alive — ~11 MB per candidate, 605 MB over 50 (benchmarks/trainer_memory.py).
 """
 
@@ -43,6 +43,7 @@ import tensorflow as tf
 
 from eatnas_tf.data.datasets import DataBundle
 from eatnas_tf.train import checkpoint as ckpt_lib
+from eatnas_tf.train import gradient_registry
 from eatnas_tf.train import optim
 from eatnas_tf.train.config import TrainConfig
 
@@ -105,32 +106,6 @@ def _pick(logs: Dict[str, Any], main_output: Optional[str], metric: str, prefix:
     models log it as `<prefix><output name>_<metric>`."""
     key = f"{prefix}{main_output}_{metric}" if main_output else f"{prefix}{metric}"
     return float(logs[key])
-
-
-# -- memory --------------------------------------------------------------------------------
-def _gradient_registry() -> Optional[Dict[str, Any]]:
-    from tensorflow.python.framework import ops as tf_ops  # noqa: PLC0415 (private registry)
-
-    return getattr(getattr(tf_ops, "_gradient_registry", None), "_registry", None)
-
-
-def _custom_gradients() -> frozenset:
-    """Names of the `tf.custom_gradient` entries in TensorFlow's gradient registry."""
-    reg = _gradient_registry()
-    return frozenset(k for k in reg or () if k.startswith("CustomGradient-"))
-
-
-def drop_custom_gradients(keep: frozenset) -> None:
-    """Removes the `tf.custom_gradient` entries not in `keep` from TensorFlow's registry.
-
-    In graph mode (a traced train step) every `tf.custom_gradient` call registers a
-    "CustomGradient-<uid>" gradient function in TensorFlow's process-wide registry, which
-    is never cleared; its closure holds the traced FuncGraph, so each trained model leaks
-    its train-step graph. Call only once the graphs that registered them are gone.
-    """
-    reg = _gradient_registry()
-    for name in _custom_gradients() - keep:
-        del reg[name]
 
 
 # -- batch norm recalibration -----------------------------------------------------------------
@@ -248,7 +223,7 @@ def train(build_fn: Callable[[], Any], data: DataBundle, config: TrainConfig, *,
         print(f"note: TrainConfig.batch_size={config.batch_size} but the data is batched by "
               f"{data.config.batch_size}; using the data's batches", file=sys.stderr)
     model = None
-    custom_gradients = _custom_gradients()
+    custom_gradients = gradient_registry.custom_gradients()
     try:
         if config.mixed_precision:
             keras.config.set_dtype_policy("mixed_float16")
@@ -373,7 +348,7 @@ def train(build_fn: Callable[[], Any], data: DataBundle, config: TrainConfig, *,
         del model
         keras.backend.clear_session()
         keras.config.set_dtype_policy(previous_policy)
-        drop_custom_gradients(keep=custom_gradients)
+        gradient_registry.drop_custom_gradients(keep=custom_gradients)
         gc.collect()
         clear_s = time.perf_counter() - t0
     result.record["clear_s"] = clear_s
