@@ -20,13 +20,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from eatnas_tf import demo  # noqa: E402
-from eatnas_tf.search import runner  # noqa: E402
+from eatnas_tf.search import demo_config, runner  # noqa: E402
+from eatnas_tf.search.record import CandidateRecord  # noqa: E402
 from eatnas_tf.search.run_dir import RunDir  # noqa: E402
 
 
 def _curve(records):
-    accs = [r["val_acc"] if r.get("status") == "ok" else 0.0 for r in records]
+    accs = [r.val_acc if r.ok else 0.0 for r in records]
     return [max(accs[:i + 1]) for i in range(len(accs))]
 
 
@@ -39,12 +39,15 @@ def main():
     if not os.path.exists(os.path.join(a.run_dir, "report.json")):
         sys.exit(f"run_dir: no finished demo run in {a.run_dir!r} (run `make demo` first)")
     with open(os.path.join(a.run_dir, "config.json")) as f:
-        cfg = json.load(f)
+        stored = json.load(f)
+    # config.json format 2 keeps the demo's flag values under config.settings
+    cfg = stored["config"]["settings"] if "format" in stored else stored
     with open(os.path.join(a.run_dir, "report.json")) as f:
         report = json.load(f)
-    seeded = [json.loads(l) for l in open(os.path.join(a.run_dir, "candidates.jsonl")) if l.strip()]
-    seeded = [r for r in seeded if r.get("stage") == "stage2"]
-    stage = demo.build_configs(cfg)["stage2"]  # the demo's stage 2, without its seed
+    seeded = [CandidateRecord.from_json(json.loads(line))
+              for line in open(os.path.join(a.run_dir, "candidates.jsonl")) if line.strip()]
+    seeded = [r for r in seeded if r.stage == "stage2"]
+    stage = demo_config.build_configs(cfg)["stage2"]  # the demo's stage 2, without its seed
     res = runner.run_stage(RunDir(a.work_dir), stage, progress=print)
     scratch = res.records
     cs, cx = _curve(seeded), _curve(scratch)
@@ -52,9 +55,9 @@ def main():
     walls = {s["name"]: s.get("wall_s") for s in report.get("stages", [])}
     out = {"run_dir": a.run_dir, "candidates": len(cx),
            "seeded": {"best_val_acc": cs[-1], "curve": cs, "wall_s": walls.get("stage2"),
-                      "mean_val_acc": sum(r.get("val_acc") or 0 for r in seeded) / len(seeded)},
+                      "mean_val_acc": sum(r.val_acc or 0 for r in seeded) / len(seeded)},
            "scratch": {"best_val_acc": cx[-1], "curve": cx, "wall_s": res.wall_s,
-                       "mean_val_acc": sum(r.get("val_acc") or 0 for r in scratch) / len(scratch)},
+                       "mean_val_acc": sum(r.val_acc or 0 for r in scratch) / len(scratch)},
            "stage1_cost_s": (walls.get("stage1") or 0) + (report.get("stage1_retrain_wall_s") or 0),
            "scratch_candidates_to_seeded_best": reach}
     print(f"best val_acc after each candidate\n  seeded : {' '.join(f'{v:.3f}' for v in cs)}\n"

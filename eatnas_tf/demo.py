@@ -19,19 +19,15 @@ import dataclasses
 import json
 import os
 import time
-from typing import Any, Dict, Mapping
 
 from absl import flags, logging
 
 from eatnas_tf import cli
 
 cli.quiet_import_tensorflow()  # before the library: keeps usage errors one line
-from eatnas_tf.arch import space as space_lib
-from eatnas_tf.data.datasets import DataConfig
-from eatnas_tf.search import pipeline, runner
-from eatnas_tf.search.run_dir import RunDir, write_json_atomic
-from eatnas_tf.search.strategy import SearchConfig
-from eatnas_tf.train.config import TrainConfig
+from eatnas_tf.search import demo_config, pipeline, runner
+from eatnas_tf.search.run_dir import RunDir
+from eatnas_tf.store.atomic import write_json as write_json_atomic
 
 _RUN_DIR = flags.DEFINE_string("run_dir", "runs/demo", "Run directory (resumed if it exists).")
 _SEED = flags.DEFINE_integer("seed", 0, "Run seed.")
@@ -61,40 +57,6 @@ _QAT_SAMPLES = flags.DEFINE_integer("qat_samples", 5000, "Images per QAT epoch."
 _VERBOSE = flags.DEFINE_integer("verbose", 0, "Trainer verbosity per candidate.")
 
 
-def _stage(name, space, data, train, seed, population, sample, candidates, topk):
-    return runner.Stage(name=name, strategy="eat", space=space_lib.get_space(space), data=data,
-                        train=train, seed=seed,
-                        config=SearchConfig(population=population, sample=sample,
-                                            max_candidates=candidates, topk=topk))
-
-
-def build_configs(v: Mapping[str, Any]) -> Dict[str, Any]:
-    """The demo's stages and retraining configs from its settings `v` (the `_DEMO_FLAGS`
-    values; a demo run's config.json holds the same keys). Stage 2 comes without its seed:
-    the basic model is added once stage 1 has found it. Bad values raise ValueError."""
-    train = TrainConfig(epochs=1, batch_size=v["batch_size"], learning_rate=v["learning_rate"],
-                        lr_schedule="constant", momentum=0.9, weight_decay=3e-4)
-    base = DataConfig("fashion_mnist", val_fraction=v["val_fraction"],
-                      batch_size=v["batch_size"], seed=v["seed"])
-    d1 = dataclasses.replace(base, image_size=v["stage1_resolution"],
-                             max_train_examples=v["stage1_train_examples"])
-    d2 = dataclasses.replace(base, max_train_examples=v["stage2_train_examples"])
-    retrain = train.replace(lr_schedule="cosine", learning_rate=v["retrain_learning_rate"])
-    return {
-        "stage1": _stage("stage1", "fashion_mnist_14", d1, train, v["seed"],
-                         v["stage1_population"], v["stage1_sample"], v["stage1_candidates"],
-                         v["stage1_topk"]),
-        "stage1_retrain": (dataclasses.replace(d1, split="final"),
-                           retrain.replace(epochs=v["stage1_retrain_epochs"])),
-        "stage2": _stage("stage2", "fashion_mnist", d2, train, v["seed"],
-                         v["stage2_population"], v["stage2_sample"], v["stage2_candidates"],
-                         v["topk"]),
-        "retrain": (dataclasses.replace(base, split="final",
-                                        max_train_examples=v["retrain_train_examples"]),
-                    retrain.replace(epochs=v["retrain_epochs"])),
-    }
-
-
 def _say(msg):
     print(msg, flush=True)
 
@@ -104,13 +66,13 @@ def main(argv):
     if len(argv) > 1:
         raise cli.UsageError(f"unexpected arguments {argv[1:]}; pass everything as --flags")
     # every config is built (validated) before the run directory is touched
-    settings = {k: v.value for k, v in flags.FLAGS._flags().items() if k in _DEMO_FLAGS}
+    settings = {k: holder.value for k, holder in _SETTINGS.items()}
     try:
-        cfg = build_configs(settings)
+        cfg = demo_config.build_configs(settings)
     except ValueError as e:
         raise cli.UsageError(str(e).splitlines()[0]) from None
     run = RunDir(_RUN_DIR.value)
-    run.check_config(settings)
+    run.check_config(demo_config.describe(settings, cfg))
     phases = {}
     if os.path.exists(run.file(PHASES_FILE)):
         with open(run.file(PHASES_FILE)) as f:
@@ -208,12 +170,17 @@ def _export_once(run: RunDir, export_lib) -> dict:
 
 
 PHASES_FILE = "phases.json"
-_DEMO_FLAGS = ("seed", "learning_rate", "batch_size", "val_fraction", "stage1_resolution",
-               "stage1_train_examples", "stage1_population", "stage1_sample", "stage1_candidates",
-               "stage1_topk", "stage1_retrain_epochs", "stage2_train_examples",
-               "stage2_population", "stage2_sample", "stage2_candidates", "topk",
-               "retrain_epochs", "retrain_learning_rate", "retrain_train_examples",
-               "transfer_weights", "qat_epochs", "qat_samples")
+# Every flag that defines the experiment (config.json; a resume must match them all).
+_SETTINGS = {"seed": _SEED, "learning_rate": _LR, "batch_size": _BATCH, "val_fraction": _VAL,
+             "stage1_resolution": _S1_RES, "stage1_train_examples": _S1_N,
+             "stage1_population": _S1_POP, "stage1_sample": _S1_SAMPLE,
+             "stage1_candidates": _S1_CANDS, "stage1_topk": _S1_TOPK,
+             "stage1_retrain_epochs": _S1_RETRAIN, "stage2_train_examples": _S2_N,
+             "stage2_population": _S2_POP, "stage2_sample": _S2_SAMPLE,
+             "stage2_candidates": _S2_CANDS, "topk": _TOPK, "retrain_epochs": _RETRAIN,
+             "retrain_learning_rate": _RETRAIN_LR, "retrain_train_examples": _RETRAIN_N,
+             "transfer_weights": _TRANSFER_WEIGHTS, "qat_epochs": _QAT_EPOCHS,
+             "qat_samples": _QAT_SAMPLES}
 
 
 if __name__ == "__main__":

@@ -60,14 +60,18 @@ def main(argv):
     if len(argv) > 1:
         raise cli.UsageError(f"unexpected arguments {argv[1:]}; pass everything as --flags")
     arch, model_dir = basic_from_flags()
-    FLAGS.seed_arch = [arch]
+    rt = search_flags.runtime_from_flags(FLAGS)
+    seed_weights = None
     if _TRANSFER_WEIGHTS.value and model_dir:
-        if not FLAGS.run_dir:
+        if not rt.run_dir:
             raise cli.UsageError("run_dir: required; allowed values: a directory path")
-        os.makedirs(FLAGS.run_dir, exist_ok=True)
-        FLAGS.seed_weights = pipeline.artifact_weights(
-            model_dir, os.path.join(FLAGS.run_dir, "basic_weights.npz"))
-    app.run_search("transfer", FLAGS, extra={"basic_arch": arch})
+        seed_weights = os.path.join(rt.run_dir, "basic_weights.npz")
+    exp = search_flags.experiment_from_flags("transfer", FLAGS, seed_archs=(arch,),
+                                             seed_weights=seed_weights)
+    if seed_weights:
+        os.makedirs(rt.run_dir, exist_ok=True)
+        pipeline.artifact_weights(model_dir, seed_weights)
+    app.run_search(exp, rt, extra={"basic_arch": arch})
 
 
 if __name__ == "__main__":

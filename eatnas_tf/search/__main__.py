@@ -20,7 +20,8 @@ search_flags.define_search_flags()
 def main(argv):
     if len(argv) > 1:
         raise cli.UsageError(f"unexpected arguments {argv[1:]}; pass everything as --flags")
-    app.run_search("search", flags.FLAGS)
+    app.run_search(search_flags.experiment_from_flags("search", flags.FLAGS),
+                   search_flags.runtime_from_flags(flags.FLAGS))
 
 
 if __name__ == "__main__":

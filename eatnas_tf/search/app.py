@@ -17,45 +17,52 @@ population is offspring of a basic model: the elastic transfer's second stage (s
 
 import time
 
-from absl import flags
-
 from eatnas_tf import cli
-from eatnas_tf.search import flags as search_flags
-from eatnas_tf.search import pipeline, runner
+from eatnas_tf.search import executors, pipeline, runner
+from eatnas_tf.search.experiment import RuntimeOptions, SearchExperiment
 from eatnas_tf.search.run_dir import RunDir, RunDirError
 
 
-def run_search(stage_name: str, fv=flags.FLAGS, extra=None) -> dict:
+def make_executor(rt: RuntimeOptions, parallel: int):
+    """The executor the runtime options ask for (bad values: `cli.UsageError`)."""
+    try:
+        return executors.make_executor(
+            rt.executor, parallel=parallel, verbose=rt.verbose,
+            deterministic_ops=rt.deterministic_ops, max_retries=rt.max_worker_retries,
+            max_tasks_per_worker=rt.worker_max_tasks, ray_address=rt.ray_address)
+    except ValueError as e:
+        raise cli.UsageError(str(e)) from None
+
+
+def run_search(exp: SearchExperiment, rt: RuntimeOptions, extra=None) -> dict:
     """Shared by `search` and `transfer`: one stage, optional top-k retraining, report."""
     t0 = time.perf_counter()
-    stage = search_flags.stage_from_flags(stage_name, fv)
-    retrain = search_flags.retrain_configs(stage, fv)
-    if fv.deterministic_ops:
+    stage = exp.stage
+    if rt.deterministic_ops:
         import tensorflow as tf  # noqa: PLC0415
 
         tf.config.experimental.enable_op_determinism()
-    executor = search_flags.executor_from_flags(fv)  # validated before anything is written
+    executor = make_executor(rt, exp.parallel)  # validated before anything is written
     try:
-        run = RunDir(fv.run_dir)
-        run.check_config(search_flags.experiment_config(fv), fv.allow_flag_change)
-        result = runner.run_stage(run, stage, verbose=fv.verbose, max_new=fv.stop_after,
-                                  executor=executor, parallel=fv.parallel)
+        run = RunDir(rt.run_dir)
+        run.check_config(exp.to_dict(), rt.allow_flag_change)
+        result = runner.run_stage(run, stage, verbose=rt.verbose, max_new=rt.stop_after,
+                                  executor=executor, parallel=exp.parallel)
     except RunDirError as e:
         raise cli.UsageError(str(e)) from None
     finally:
         executor.close()
-    if fv.stop_after is not None and not result.strategy.finished():
+    if rt.stop_after is not None and not result.strategy.finished():
         print(f"stopped after {result.evaluated} new candidates; rerun to resume", flush=True)
         return {}
     retrained, winner = [], None
-    if retrain is not None:
-        retrained = pipeline.retrain_topk(run, result, retrain[0], retrain[1], stage.config.topk,
-                                          verbose=min(fv.verbose, 1))
+    if exp.retrain is not None:
+        data, train = exp.retrain.configs(stage)
+        retrained = pipeline.retrain_topk(run, result, data, train, stage.config.topk,
+                                          verbose=min(rt.verbose, 1))
         winner = pipeline.pick_winner(retrained)
     else:
-        retrained = [dict(id=r["id"], stage=stage.name, arch=r["arch"], search_val_acc=r["val_acc"],
-                          score=r["score"], params=r["params"], madds=r["madds"], model_dir=None)
-                     for r in result.strategy.topk()]
+        retrained = [pipeline.search_row(stage.name, r) for r in result.strategy.topk()]
     report = pipeline.finish(run, [result], winner=winner, retrained=retrained,
                              wall_s=time.perf_counter() - t0, extra=extra)
     w = report.get("winner")

@@ -19,11 +19,13 @@ order, which gives exactly the paper's batch of N per step. Everything the strat
 decides is a function of its seeded RNG and the observed records: the policy samples with
 that RNG, its updates are deterministic on CPU, the dictionary stores candidate ids, and
 measured latencies are cached in the run directory, so a resumed search replays to the
-same proposals. `state_dict()` carries the policy (weights and Adam slots, in
-`epnas/policy.npz` of the run directory with its fingerprint), the baseline and the
-dictionary summary.
+same proposals. `state_dict()` carries the baseline and the policy's fingerprint; its
+weights and Adam slots are the state file `policy.json` (`state_files()`), which the
+runner writes to `DIR/epnas/`. The strategy itself writes nothing: the dictionary's
+weights for a child travel in `Proposal.inherited_weights`.
 
-Settings: `eatnas_tf.epnas.config` (flags `--constraint`, `--epnas_*`). The ranking of
+Settings: `eatnas_tf.epnas.config.EpnasConfig` (`options` of `make_strategy`; the
+search command's flags `--constraint`, `--epnas_*` are in `epnas.flags`). The ranking of
 the final models (top-k) is by whether every constraint holds, then by reward.
 """
 
@@ -42,11 +44,10 @@ from eatnas_tf.epnas import constraints as C
 from eatnas_tf.epnas.actions import ActionSpace
 from eatnas_tf.epnas.policy import MovingAverageBaseline, Policy, returns_to_go
 from eatnas_tf.epnas.sharing_dict import SharingDict, WeightsCache
+from eatnas_tf.search.record import CandidateRecord
 from eatnas_tf.search.strategy import Proposal, SearchConfig, Strategy, register
 
-epnas_config.define_flags()
-
-SUBDIR = "epnas"
+POLICY_FILE = "policy.json"  # under DIR/epnas/, written by the runner
 
 
 @register("epnas")
@@ -54,15 +55,14 @@ class EPNAS(Strategy):
 
     def __init__(self, space, config: SearchConfig, rng: random.Random,
                  options: Optional[epnas_config.EpnasConfig] = None):
-        super().__init__(space, config, rng)
-        self.opt = options or epnas_config.current() or epnas_config.EpnasConfig()
+        super().__init__(space, config, rng, options)
+        self.opt = options or epnas_config.EpnasConfig()
         self.aspace = ActionSpace(space, self.opt.mode)
         self.policy_seed = rng.randrange(2 ** 31)
         self._policy: Optional[Policy] = None
         self.baseline = MovingAverageBaseline(self.opt.baseline_decay)
         self.sharing = (SharingDict(space.macro, self.opt.dict_per_key)
                         if config.inherit and self.opt.share else None)
-        self.run = None
         self._weights: Optional[WeightsCache] = None
         self._latency = None
         self.episode = 0
@@ -73,22 +73,14 @@ class EPNAS(Strategy):
         self._pending: Deque[Dict[str, Any]] = collections.deque()
         self._history: List[Dict[str, Any]] = []
         self._updates: List[Dict[str, float]] = []
-        self._policy_saved = None
+        self._policy_written: Optional[int] = None  # policy updates in the last file
         self._rewards: Dict[int, Dict[str, Any]] = {}
-        self._by_id: Dict[int, Dict[str, Any]] = {}
 
-    # -- run directory (dictionary files, latency cache, policy file) ---------------------
-    def bind_run(self, run) -> None:
-        """Called by the runner with the run directory before the first proposal."""
-        self.run = run
-        self._weights = WeightsCache(lambda cid: self._weights_path(cid))
-
-    def _weights_path(self, cid: int) -> str:
-        src = self._by_id.get(cid, {}).get("duplicate_of")
-        return self.run.weights_path(cid if src is None else src)
-
-    def _file(self, *parts) -> str:
-        return self.run.file(SUBDIR, *parts)
+    # -- run directory (dictionary donors' weights, latency cache) ------------------------
+    def bind(self, context) -> None:
+        """Reads donors' weights through the run's weight files (`context.weights_path`)."""
+        super().bind(context)
+        self._weights = WeightsCache(context.weights_path)
 
     @property
     def policy(self) -> Policy:
@@ -145,38 +137,34 @@ class EPNAS(Strategy):
         n, t = k % self.opt.branches, k // self.opt.branches
         parent_arch = self.heads[n]
         action, decision, child = self.policy.sample(parent_arch, self.rng)
-        path, shared = self._materialize(child)
+        weights, shared = self._materialize(child)
         info = {"episode": self.episode, "step": t, "branch": n, "action": action.describe(),
                 "from": codec.to_text(parent_arch)}
         if shared:
             info["dictionary"] = shared
-        self._pending.append({"n": n, "t": t, "decision": decision, "arch": child, "file": path})
+        self._pending.append({"n": n, "t": t, "decision": decision, "arch": child})
         overrides = {"learning_rate": self.opt.predict_lr} if self.opt.predict else {}
-        return Proposal(child, parent_weights=path, origin="epnas",
+        return Proposal(child, inherited_weights=weights, origin="epnas",
                         epochs=self.opt.predict_epochs if self.opt.predict else None,
                         train_overrides=overrides, info=info)
 
     def _materialize(self, child):
-        """Writes the child's weights from the dictionary; (path, summary) or (None, None)."""
-        if self.sharing is None or self.run is None or not len(self.sharing):
+        """The child's weights from the dictionary: (weights, summary) or (None, None)."""
+        if self.sharing is None or self._weights is None or not len(self.sharing):
             return None, None
-        from eatnas_tf.model import weights_io  # noqa: PLC0415
-
         weights, summary = self.sharing.materialize(child, self._weights)
         if not weights:
             return None, None
-        path = self._file("shared", f"{len(self.records) + len(self._pending):05d}.npz")
-        weights_io.save(path, weights)
-        return path, summary
+        return weights, summary
 
     # -- rewards --------------------------------------------------------------------------
-    def usage(self, arch, record: Dict[str, Any]) -> Dict[str, float]:
+    def usage(self, arch, record: CandidateRecord) -> Dict[str, float]:
         """The resource usages the constraints read (records' params / madds; compute
         intensity from `arch.cost`'s bytes model; latency measured and cached)."""
         metrics = {c.metric for c in self.opt.constraints}
         cost = self.space.cost(arch)
-        u = {"params": float(record.get("params") or cost.params),
-             "madds": float(record.get("madds") or cost.madds),
+        u = {"params": float(record.params or cost.params),
+             "madds": float(record.madds or cost.madds),
              "intensity": float(cost.compute_intensity)}
         if "latency" in metrics:
             u["latency"] = self._latency_of(arch)
@@ -186,32 +174,30 @@ class EPNAS(Strategy):
         if self._latency is None:
             from eatnas_tf.epnas.latency import LatencyCache  # noqa: PLC0415
 
-            path = self._file("latency.json") if self.run is not None else None
+            path = (os.path.join(self.context.cache_dir, "latency.json")
+                    if self.context is not None and self.context.cache_dir else None)
             self._latency = LatencyCache(self.space.macro, path, self.opt.latency_threads,
                                          self.opt.latency_runs)
         return self._latency(arch)
 
-    def observe(self, record: Dict[str, Any]) -> None:
+    def observe(self, record: CandidateRecord) -> None:
         super().observe(record)
-        self._by_id[record["id"]] = record
         if not self._pending:
             raise RuntimeError("epnas: observe() without a pending proposal")
         p = self._pending.popleft()
-        ok = record.get("status") == "ok" and record.get("val_acc") is not None
+        ok = record.ok and record.val_acc is not None
         usage = self.usage(p["arch"], record)
-        r = C.reward(record.get("val_acc") if ok else None, usage, self.opt.constraints)
+        r = C.reward(record.val_acc if ok else None, usage, self.opt.constraints)
         sat = ok and C.all_satisfied(usage, self.opt.constraints)
-        row = {"id": record["id"], "n": p["n"], "t": p["t"], "ok": ok, "reward": r,
-               "satisfied": sat, "arch": p["arch"], "hash": record["hash"],
-               "val_acc": record.get("val_acc"), "decision": p["decision"],
+        row = {"id": record.id, "n": p["n"], "t": p["t"], "ok": ok, "reward": r,
+               "satisfied": sat, "arch": p["arch"], "hash": record.hash,
+               "val_acc": record.val_acc, "decision": p["decision"],
                "usage": usage}
         self._rows.append(row)
         self._step_rows.append(row)
-        self._rewards[record["id"]] = {"reward": r, "satisfied": sat}
+        self._rewards[record.id] = {"reward": r, "satisfied": sat}
         if ok:
             self.heads[p["n"]] = p["arch"]
-        if p["file"] and os.path.exists(p["file"]):
-            os.remove(p["file"])
         if p["n"] == self.opt.branches - 1 or self.finished():
             self._end_step()
         if p["n"] == self.opt.branches - 1 and p["t"] == self.opt.steps - 1:
@@ -273,16 +259,18 @@ class EPNAS(Strategy):
     def history(self) -> List[Dict[str, Any]]:
         return list(self._history)
 
-    def topk(self, k: Optional[int] = None) -> List[Dict[str, Any]]:
+    def topk(self, k: Optional[int] = None) -> List[CandidateRecord]:
         """Constraint-satisfying models first, then by reward (distinct architectures)."""
         k = k or self.config.topk
         seen, out = set(), []
-        ok = [r for r in self.records if r.get("status") == "ok" and r["id"] in self._rewards]
-        key = lambda r: (not self._rewards[r["id"]]["satisfied"],  # noqa: E731
-                         -self._rewards[r["id"]]["reward"], r["id"])
+        ok = [r for r in self.records if r.ok and r.id in self._rewards]
+
+        def key(r):
+            return (not self._rewards[r.id]["satisfied"], -self._rewards[r.id]["reward"], r.id)
+
         for r in sorted(ok, key=key):
-            if r["hash"] not in seen:
-                seen.add(r["hash"])
+            if r.hash not in seen:
+                seen.add(r.hash)
                 out.append(r)
         return out[:k]
 
@@ -300,29 +288,26 @@ class EPNAS(Strategy):
                 "baseline": self.baseline.state()["values"],
                 "dictionary": self.sharing.state() if self.sharing is not None else None,
                 "steps": [{k: v for k, v in h.items()} for h in self._history],
-                "best": ({"id": best[0]["id"], "arch": best[0]["arch"],
-                          **self._rewards[best[0]["id"]]} if best else None)}
+                "best": ({"id": best[0].id, "arch": best[0].arch,
+                          **self._rewards[best[0].id]} if best else None)}
 
     # -- state ----------------------------------------------------------------------------
     def state_dict(self) -> Dict[str, Any]:
+        """Episode, baseline and the policy's fingerprint; the policy's arrays are in the
+        state file `policy.json` (`state_files`)."""
         out: Dict[str, Any] = {"episode": self.episode, "baseline": self.baseline.state(),
                                "policy_seed": self.policy_seed}
-        if self._policy is None:
-            return out
-        pol = self._policy
-        if self._policy_saved is None or self._policy_saved[0] != pol.updates:
-            st = pol.state_dict()
-            if self.run is not None:
-                from eatnas_tf.search.run_dir import write_json_atomic  # noqa: PLC0415
-
-                path = self._file("policy.json")
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                write_json_atomic(path, st)
-                st = {k: v for k, v in st.items() if k != "arrays"}
-                st["file"] = os.path.join(SUBDIR, "policy.json")
-            self._policy_saved = (pol.updates, st)
-        out["policy"] = self._policy_saved[1]
+        if self._policy is not None:
+            st = {k: v for k, v in self._policy.state_dict().items() if k != "arrays"}
+            out["policy"] = dict(st, file=POLICY_FILE)
         return out
+
+    def state_files(self) -> Dict[str, Any]:
+        """`policy.json` (weights + Adam slots) whenever the policy was updated."""
+        if self._policy is None or self._policy_written == self._policy.updates:
+            return {}
+        self._policy_written = self._policy.updates
+        return {POLICY_FILE: self._policy.state_dict()}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         """Restores the policy (weights + Adam slots) and the baseline, e.g. to continue a
@@ -332,8 +317,5 @@ class EPNAS(Strategy):
         pol = state.get("policy")
         if pol:
             if "arrays" not in pol:
-                import json  # noqa: PLC0415
-
-                with open(self.run.file(pol["file"])) as f:
-                    pol = json.load(f)
+                pol = self.context.read_file(os.path.basename(pol["file"]))
             self.policy.load_state_dict(pol)

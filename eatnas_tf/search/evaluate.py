@@ -1,12 +1,12 @@
 """One candidate evaluation: a pure function of (architecture, parent weights, training
 config, seed), so an executor can run it in this process, a worker process or a Ray task.
 
-    result = evaluate(EvalRequest(arch="sep_k3_w1.0_d1,...", space="fashion_mnist",
-                                  data=data_cfg, train=train_cfg, seed=7,
-                                  parent_weights="run/weights/00003.npz", parent_arch="..."))
-    result.record["val_acc"], result.record["inherit"]
+    result = evaluate(EvalRequest(arch=spec, space="fashion_mnist", data=data_cfg,
+                                  train=train_cfg, seed=7,
+                                  parent_weights="run/weights/00003.npz", parent_arch=parent))
+    result.record.val_acc, result.record.inherit      # a `CandidateRecord`
 
-The request holds only plain values and paths (picklable, JSON-able). The child is built,
+The request holds only frozen dataclasses, plain values and paths (picklable). The child is built,
 inherits the parent's weights layer by layer (paper §3.4, `model.sharing`), trains under
 the trainer's distribution strategy and is validated; its trained weights are written to
 `save_weights` (for its own children later) before the record is returned. A failure
@@ -25,12 +25,14 @@ from typing import Any, Dict, List, Mapping, Optional
 
 import numpy as np
 
-from eatnas_tf.arch import codec
 from eatnas_tf.arch import space as space_lib
 from eatnas_tf.arch.cost import MacroSpec, count
+from eatnas_tf.arch.spec import ArchSpec
 from eatnas_tf.data.datasets import DataBundle, DataConfig, load_data
+from eatnas_tf.errors import one_line
 from eatnas_tf.model import sharing, weights_io
 from eatnas_tf.model.builder import build_model
+from eatnas_tf.search.record import CandidateRecord, Status
 from eatnas_tf.train import trainer as trainer_lib
 from eatnas_tf.train.config import TrainConfig
 
@@ -40,12 +42,12 @@ Weights = Dict[str, List[np.ndarray]]
 @dataclasses.dataclass(frozen=True)
 class EvalRequest:
     """Attributes:
-      arch: text form of the candidate.
+      arch: the candidate (`ArchSpec`; EcoNAS' proxies pass their reduced one).
       space: search space name (macro strides, stem/head, channel mode).
       data, train: data and training settings (`train.seed` is replaced by `seed`).
       seed: initialisation / dropout seed of this candidate.
       parent_weights: weights file (`model.weights_io`) to inherit from, or None.
-      parent_arch: text form of the parent (None: share every name-matching layer).
+      parent_arch: the parent's `ArchSpec` (None: share every name-matching layer).
       save_weights: where to write the trained weights (None: not kept).
       log_dir: TensorBoard directory of this candidate (None: no logs).
       checkpoint_dir: continue from / keep a per-epoch checkpoint here (EcoNAS promotion).
@@ -53,13 +55,13 @@ class EvalRequest:
         their own arch; the input size always comes from the data).
     """
 
-    arch: str
+    arch: ArchSpec
     space: str
     data: DataConfig
     train: TrainConfig
     seed: int = 0
     parent_weights: Optional[str] = None
-    parent_arch: Optional[str] = None
+    parent_arch: Optional[ArchSpec] = None
     save_weights: Optional[str] = None
     log_dir: Optional[str] = None
     checkpoint_dir: Optional[str] = None
@@ -68,8 +70,17 @@ class EvalRequest:
 
 @dataclasses.dataclass
 class EvalResult:
-    record: Dict[str, Any]
+    """The candidate's metrics (`record`: the runner adds lineage and score) and, when
+    asked for, its trained weights."""
+
+    record: CandidateRecord
     weights: Optional[Weights] = None
+
+
+def failed_result(req: EvalRequest, reason: str) -> EvalResult:
+    """The `failed` result of `req` (an exception, a diverged loss, a dead worker)."""
+    return EvalResult(record=CandidateRecord.failure(reason, seed=req.seed,
+                                                     epochs=req.train.epochs))
 
 
 @functools.lru_cache(maxsize=4)
@@ -84,32 +95,23 @@ def macro_for(space: space_lib.SearchSpace, data: DataBundle, **overrides) -> Ma
                              **overrides)
 
 
-def _one_line(e: BaseException) -> str:
-    msg = " ".join(str(e).split())
-    return f"{type(e).__name__}: {msg}"[:300]
-
-
 def evaluate(req: EvalRequest, *, verbose: int = 0, strategy=None,
              keep_weights: bool = False) -> EvalResult:
     """Trains and validates one candidate; see the module docstring."""
     t0 = time.perf_counter()
     space = space_lib.get_space(req.space)
-    arch = codec.parse_arch(req.arch, **space.arch_defaults())
-    record: Dict[str, Any] = {"status": "failed", "reason": None, "inherit": None,
-                              "seed": req.seed, "epochs": req.train.epochs}
+    arch = req.arch
+    cost = None
     try:
         data = cached_data(req.data)
         macro = macro_for(space, data, **req.build_overrides)
-        c = count(arch, macro)
-        record.update(params=c.params, madds=c.madds, layers=c.layers)
+        cost = count(arch, macro)
         parent = weights_io.load(req.parent_weights) if req.parent_weights else None
-        parent_arch = (codec.parse_arch(req.parent_arch, **space.arch_defaults())
-                       if req.parent_arch else None)
 
         def prepare(model):
             if parent is None:
                 return None
-            return sharing.inherit(model, arch, parent, parent_arch)
+            return sharing.inherit(model, arch, parent, req.parent_arch)
 
         result = trainer_lib.train(
             lambda: build_model(arch, macro), data, req.train.replace(seed=req.seed),
@@ -117,8 +119,10 @@ def evaluate(req: EvalRequest, *, verbose: int = 0, strategy=None,
             keep_checkpoint=req.checkpoint_dir is not None, verbose=verbose, strategy=strategy)
         r = result.record
         report = result.prepare_result
-        record.update(
-            status="ok", val_acc=r["val_acc"], val_loss=r["val_loss"],
+        record = CandidateRecord(
+            status=Status.OK, seed=req.seed, epochs=req.train.epochs, params=cost.params,
+            madds=cost.madds, layers=cost.layers, val_acc=r["val_acc"],
+            val_loss=r["val_loss"],
             train_loss=r["train_loss"][-1] if r["train_loss"] else None,
             train_acc=r["train_acc"][-1] if r["train_acc"] else None,
             val_acc_curve=r["val_acc_curve"], images_per_s=r["images_per_s"],
@@ -131,9 +135,10 @@ def evaluate(req: EvalRequest, *, verbose: int = 0, strategy=None,
             weights_io.save(req.save_weights, result.weights)
         weights = result.weights if keep_weights else None
     except Exception as e:  # noqa: BLE001 - every failure becomes a failed record
-        record["reason"] = _one_line(e)
+        record = failed_result(req, one_line(e)).record
+        if cost is not None:
+            record = record.replace(params=cost.params, madds=cost.madds, layers=cost.layers)
         if verbose > 1:
             traceback.print_exc()
         weights = None
-    record["wall_s"] = time.perf_counter() - t0
-    return EvalResult(record=record, weights=weights)
+    return EvalResult(record=record.replace(wall_s=time.perf_counter() - t0), weights=weights)

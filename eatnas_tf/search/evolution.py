@@ -24,21 +24,22 @@ from typing import Any, Dict, List, Optional
 
 from eatnas_tf.arch import codec
 from eatnas_tf.search import objective, offspring
+from eatnas_tf.search.record import CandidateRecord
 from eatnas_tf.search.strategy import Proposal, SearchConfig, Strategy, register
 
 
-def _key(r: Dict[str, Any]):
+def _key(r: CandidateRecord):
     """Tournament order: higher score first, earlier id on ties (deterministic)."""
-    return (r["score"], -r["id"])
+    return (r.score, -r.id)
 
 
 @register("eat")
 class Evolution(Strategy):
     """Algorithm 1 with the offspring generator as mutation."""
 
-    def __init__(self, space, config: SearchConfig, rng: random.Random):
-        super().__init__(space, config, rng)
-        self.population: List[Dict[str, Any]] = []
+    def __init__(self, space, config: SearchConfig, rng: random.Random, options=None):
+        super().__init__(space, config, rng, options)
+        self.population: List[CandidateRecord] = []
         self.seen = set()
         self._pending: Optional[Dict[str, Any]] = None  # the tournament behind the proposal
         self._batch: List[Dict[str, Any]] = []  # those of a propose_batch, in proposal order
@@ -61,7 +62,7 @@ class Evolution(Strategy):
                 inherit = cfg.inherit and i % len(basics) == 0 and cfg.seed_weights
                 out.append(Proposal(child, origin="offspring",
                                     parent_weights=cfg.seed_weights if inherit else None,
-                                    parent_arch=codec.to_text(basic) if inherit else None))
+                                    parent_arch=basic if inherit else None))
             return out
         out = []
         for _ in range(cfg.population):
@@ -113,19 +114,19 @@ class Evolution(Strategy):
         tournament = self.rng.sample(self.population, s)
         best = max(tournament, key=_key)
         worst = min(tournament, key=_key)
-        parent = codec.parse_arch(best["arch"], **self.space.arch_defaults())
+        parent = best.spec(self.space)
         child = offspring.novel(lambda: offspring.transform(parent, self.space, self.rng),
                                 self.seen)
         self.seen.add(codec.canonical_hash(child))
-        pending = {"best": best["id"], "worst": worst["id"],
-                   "sample": sorted(r["id"] for r in tournament)}
-        return Proposal(child, parent=best["id"] if self.config.inherit else None,
-                        origin="mutation", info={"removes": worst["id"]}), pending
+        pending = {"best": best.id, "worst": worst.id,
+                   "sample": sorted(r.id for r in tournament)}
+        return Proposal(child, parent=best.id if self.config.inherit else None,
+                        origin="mutation", info={"removes": worst.id}), pending
 
-    def observe(self, record: Dict[str, Any]) -> None:
+    def observe(self, record: CandidateRecord) -> None:
         super().observe(record)
-        self.seen.add(record["hash"])
-        ok = record.get("status") == "ok" and record.get("score") is not None
+        self.seen.add(record.hash)
+        ok = record.scored
         if self._pending is None and not self._batch:  # initial population
             if ok:
                 self.population.append(record)
@@ -138,27 +139,27 @@ class Evolution(Strategy):
             pending, self._pending = self._pending, None
         self.steps += 1
         if ok:
-            ids = {r["id"] for r in self.population}
+            ids = {r.id for r in self.population}
             worst = pending["worst"]
             if worst not in ids and self.population:
                 # A batch (--parallel): an earlier child of the batch already removed it;
                 # remove the current worst of the population instead (P stays constant).
-                worst = min(self.population, key=_key)["id"]
-            self.population = [r for r in self.population if r["id"] != worst]
+                worst = min(self.population, key=_key).id
+            self.population = [r for r in self.population if r.id != worst]
             self.population.append(record)
         self._after_step(record)
 
-    def _after_step(self, record: Dict[str, Any]) -> None:
+    def _after_step(self, record: CandidateRecord) -> None:
         if not self.population:
             return
-        q = objective.population_quality([r["val_acc"] for r in self.population],
+        q = objective.population_quality([r.val_acc for r in self.population],
                                          self.config.target_std, self.config.alpha,
                                          self.config.beta)
         best = max(self.population, key=_key)
         row = {"step": self.steps, "candidates": len(self.records), "mean_acc": q.mean_acc,
-               "std_acc": q.std_acc, "quality": q.quality, "best_acc": max(
-                   r["val_acc"] for r in self.population), "best_score": best["score"],
-               "population": sorted(r["id"] for r in self.population)}
+               "std_acc": q.std_acc, "quality": q.quality,
+               "best_acc": max(r.val_acc for r in self.population), "best_score": best.score,
+               "population": sorted(r.id for r in self.population)}
         self._history.append(row)
         self.monitor.update(self.steps, q.quality, row["population"])
 
@@ -173,17 +174,17 @@ class Evolution(Strategy):
     def history(self) -> List[Dict[str, Any]]:
         return [{k: v for k, v in row.items() if k != "population"} for row in self._history]
 
-    def final_population(self) -> List[Dict[str, Any]]:
+    def final_population(self) -> List[CandidateRecord]:
         """The best-quality population (Eq. 3), as the paper retrains."""
-        ids = set(self.monitor.best_population or [r["id"] for r in self.population])
-        return [r for r in self.records if r["id"] in ids]
+        ids = set(self.monitor.best_population or [r.id for r in self.population])
+        return [r for r in self.records if r.id in ids]
 
     def live_ids(self) -> List[int]:
-        return [r["id"] for r in self.population]
+        return [r.id for r in self.population]
 
     def summary(self) -> Dict[str, Any]:
         return {"strategy": self.name, "observed": len(self.records), "steps": self.steps,
-                "population": [r["id"] for r in self.population],
+                "population": [r.id for r in self.population],
                 "best_quality": self.monitor.best, "best_quality_step": self.monitor.best_step,
                 "best_population": self.monitor.best_population,
                 "converged": self.monitor.converged,

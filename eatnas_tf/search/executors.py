@@ -37,23 +37,19 @@ import time
 from multiprocessing import connection as mp_connection
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence
 
+from eatnas_tf.errors import one_line
+
 if TYPE_CHECKING:  # pragma: no cover
     from eatnas_tf.search.evaluate import EvalRequest, EvalResult
 
 EXECUTORS = ("local", "subprocess", "ray")
 
 
-def _one_line(e: BaseException) -> str:
-    msg = " ".join(str(e).split())
-    return f"{type(e).__name__}: {msg}"[:300]
-
-
 def failed_result(req: "EvalRequest", reason: str) -> "EvalResult":
-    """The `failed` result of `req` (what `evaluate` returns when it fails)."""
-    from eatnas_tf.search.evaluate import EvalResult  # noqa: PLC0415
+    """`search.evaluate.failed_result` (imported late: no TensorFlow at load time)."""
+    from eatnas_tf.search import evaluate  # noqa: PLC0415
 
-    return EvalResult(record={"status": "failed", "reason": reason, "inherit": None,
-                              "seed": req.seed, "epochs": req.train.epochs, "wall_s": 0.0})
+    return evaluate.failed_result(req, reason)
 
 
 def _default_evaluate():
@@ -67,7 +63,7 @@ def safe_evaluate(fn: Optional[Callable], req: "EvalRequest", **kwargs) -> "Eval
     try:
         return (fn or _default_evaluate())(req, **kwargs)
     except Exception as e:  # noqa: BLE001 - a bad candidate never stops the search
-        return failed_result(req, _one_line(e))
+        return failed_result(req, one_line(e))
 
 
 def _setup_tf(deterministic_ops: bool, threads: Optional[int]) -> None:
@@ -309,8 +305,8 @@ class SubprocessExecutor:
                 else:
                     pending.appendleft(tid)
         for tid, res in enumerate(results):
-            if res is not None and deaths.get(tid) and res.record.get("status") == "ok":
-                res.record["worker_retries"] = len(deaths[tid])
+            if res is not None and deaths.get(tid) and res.record.ok:
+                res.record = res.record.replace(worker_retries=len(deaths[tid]))
         return results  # type: ignore[return-value]
 
     def close(self) -> None:
@@ -421,7 +417,7 @@ class RayExecutor:
                 try:
                     parent = ray.put(weights_io.load(req.parent_weights))
                 except (OSError, ValueError) as e:
-                    refs.append(failed_result(req, _one_line(e)))
+                    refs.append(failed_result(req, one_line(e)))
                     continue
             refs.append(self._task.remote(req, parent, *self._args))
         out = []
@@ -433,9 +429,9 @@ class RayExecutor:
                 res = ray.get(ref)
             except ray.exceptions.RayError as e:
                 res = failed_result(req, f"ray task failed after {self.max_retries} retries "
-                                         f"({_one_line(e)})")
+                                         f"({one_line(e)})")
             if self.ship_weights and res.weights is not None:
-                if req.save_weights and res.record.get("status") == "ok":
+                if req.save_weights and res.record.ok:
                     weights_io.save(req.save_weights, res.weights)
                 res.weights = None
             out.append(res)

@@ -1,13 +1,15 @@
-"""Absl flags of the search commands (`search`, `transfer`), turned into a `Stage` once.
+"""Absl flags of the search commands (`search`, `transfer`), turned into configs once.
 
-The data and training flags of candidates come from `train.flags`; the retraining of the
-top-k uses the same flags with the `--retrain_*` overrides. Only apps call this module.
+    define_search_flags()                        # at import of the binary
+    exp = experiment_from_flags("search")        # in main(): a frozen SearchExperiment
+    rt = runtime_from_flags()                    # how it runs (executor, verbosity, ...)
+
+The data and training flags of candidates come from `train.flags`, EcoNAS' and EPNAS'
+own settings from `econas.flags` / `epnas.flags`; the retraining of the top-k uses the
+same settings with the `--retrain_*` overrides. Only binaries call this module.
 """
 
 from __future__ import annotations
-
-import dataclasses
-from typing import Any, Dict, List, Optional
 
 from absl import flags
 
@@ -15,27 +17,12 @@ from eatnas_tf import cli
 from eatnas_tf.arch import codec
 from eatnas_tf.arch import space as space_lib
 from eatnas_tf.arch.spec import InvalidArchitectureError
-from eatnas_tf.data.datasets import DataConfig
-from eatnas_tf.search.runner import Stage
+from eatnas_tf.econas import flags as econas_flags
+from eatnas_tf.epnas import flags as epnas_flags
+from eatnas_tf.search.experiment import RetrainConfig, RuntimeOptions, SearchExperiment, Stage
 from eatnas_tf.search.strategy import SearchConfig, strategy_names
 from eatnas_tf.train import flags as train_flags
-from eatnas_tf.train.config import LR_SCHEDULES, TrainConfig
-
-# Flags whose change makes a stored run a different experiment (refused on resume).
-EXPERIMENT_FLAGS = ("strategy", "space", "seed", "population", "sample", "patience",
-                    "min_delta", "alpha", "beta", "target_std", "target", "cost_metric",
-                    "seed_arch", "inherit", "dataset", "resolution", "val_fraction",
-                    "sample_fraction", "max_train_examples", "batch_size", "augment", "epochs",
-                    "learning_rate", "momentum", "weight_decay", "lr_schedule", "data_seed",
-                    # EPNAS (`epnas.config`, defined when the strategy registry loads)
-                    "constraint", "constraint_penalty", "epnas_mode", "epnas_branches",
-                    "epnas_steps", "epnas_episodes", "epnas_policy_lr", "epnas_baseline_decay",
-                    "epnas_entropy", "epnas_policy_updates", "epnas_predict", "epnas_predict_lr",
-                    "epnas_predict_epochs", "epnas_share", "epnas_dict_per_key",
-                    # EcoNAS (`search.econas`)
-                    "econas_epochs", "econas_mutations", "econas_promote1", "econas_promote2",
-                    "econas_cycles", "econas_proxy", "econas_level_weights", "econas_mutation",
-                    "econas_lifespan")
+from eatnas_tf.train.config import LR_SCHEDULES
 
 
 def define_search_flags(fv=flags.FLAGS) -> None:
@@ -114,6 +101,8 @@ def define_search_flags(fv=flags.FLAGS) -> None:
                          flag_values=fv)
     train_flags.define_data_flags(fv)
     train_flags.define_train_flags(fv)
+    econas_flags.define_flags(fv)
+    epnas_flags.define_flags(fv)
 
 
 def _usage(fn, *args, **kw):
@@ -132,6 +121,15 @@ def search_config(fv=flags.FLAGS, **overrides) -> SearchConfig:
     return _usage(SearchConfig, **kw)
 
 
+def strategy_options(strategy: str, fv=flags.FLAGS):
+    """The strategy's own settings from its flags (None for strategies without any)."""
+    if strategy == "econas":
+        return _usage(econas_flags.config_from_flags, fv)
+    if strategy == "epnas":
+        return _usage(epnas_flags.from_flags, fv)
+    return None
+
+
 def stage_from_flags(name: str, fv=flags.FLAGS, **search_overrides) -> Stage:
     """The stage the flags describe; bad values raise `cli.UsageError` (one line)."""
     if not fv.run_dir:
@@ -148,46 +146,38 @@ def stage_from_flags(name: str, fv=flags.FLAGS, **search_overrides) -> Stage:
     train = train_flags.train_config_from_flags(fv, seed=fv.seed)
     train_flags.check_plain_last_epochs(data, train)
     return Stage(name=name, strategy=fv.strategy, space=space, data=data, train=train,
-                 config=cfg, seed=fv.seed, cost_metric=fv.cost_metric, target=fv.target)
+                 config=cfg, seed=fv.seed, cost_metric=fv.cost_metric, target=fv.target,
+                 options=strategy_options(fv.strategy, fv))
 
 
-def retrain_configs(stage: Stage, fv=flags.FLAGS):
-    """(data, train) configs of the top-k retraining, or None with --retrain_epochs=0."""
+def retrain_from_flags(fv=flags.FLAGS):
+    """The top-k retraining the flags ask for, or None with --retrain_epochs=0."""
     if not fv.retrain_epochs:
         return None
-    if not 0.0 <= fv.retrain_val_fraction < 1.0:
-        raise cli.UsageError(f"retrain_val_fraction: received {fv.retrain_val_fraction}; "
-                             "allowed values: [0, 1)")
-    data: DataConfig = dataclasses.replace(
-        stage.data, split="final", val_fraction=fv.retrain_val_fraction,
-        max_train_examples=fv.retrain_max_train_examples)
-    train: TrainConfig = _usage(stage.train.replace, epochs=fv.retrain_epochs,
-                                lr_schedule=fv.retrain_lr_schedule,
-                                learning_rate=fv.retrain_learning_rate or stage.train.learning_rate)
-    return data, train
+    return _usage(RetrainConfig, epochs=fv.retrain_epochs,
+                  learning_rate=fv.retrain_learning_rate, lr_schedule=fv.retrain_lr_schedule,
+                  val_fraction=fv.retrain_val_fraction,
+                  max_train_examples=fv.retrain_max_train_examples)
 
 
-def experiment_config(fv=flags.FLAGS, names=EXPERIMENT_FLAGS) -> Dict[str, Any]:
-    cfg = {n: fv[n].value for n in names if n in fv}
-    # --parallel changes the candidates (K tournaments per step); stored only when > 1 so
-    # run dirs of sequential searches resume as before.
-    if "parallel" in fv and fv.parallel != 1:
-        cfg["parallel"] = fv.parallel
-    return cfg
+def experiment_from_flags(name: str, fv=flags.FLAGS, **search_overrides) -> SearchExperiment:
+    """The whole experiment of a search command (`search_overrides`: `SearchConfig`
+    fields the binary sets itself, e.g. the transfer's seed architecture)."""
+    stage = stage_from_flags(name, fv, **search_overrides)
+    exp = _usage(SearchExperiment, stage=stage, retrain=retrain_from_flags(fv),
+                 parallel=fv.parallel)
+    if exp.retrain is not None:
+        _usage(exp.retrain.configs, stage)  # the retraining's TrainConfig is valid too
+    return exp
 
 
-def executor_from_flags(fv=flags.FLAGS):
-    """The executor the flags ask for (`search.executors`); bad values: `cli.UsageError`."""
-    from eatnas_tf.search import executors  # noqa: PLC0415
-
+def runtime_from_flags(fv=flags.FLAGS) -> RuntimeOptions:
+    """How the search runs (not compared on resume); bad values: `cli.UsageError`."""
     if fv.ray_address and fv.executor != "ray":
         raise cli.UsageError(f"ray_address: given with --executor={fv.executor}; allowed: "
                              "with --executor=ray")
-    return _usage(executors.make_executor, fv.executor, parallel=fv.parallel,
-                  verbose=fv.verbose, deterministic_ops=fv.deterministic_ops,
-                  max_retries=fv.max_worker_retries, max_tasks_per_worker=fv.worker_max_tasks,
-                  ray_address=fv.ray_address)
-
-
-def flag_list(value: Optional[List[str]]) -> List[str]:
-    return list(value or [])
+    return RuntimeOptions(run_dir=fv.run_dir, executor=fv.executor, ray_address=fv.ray_address,
+                          max_worker_retries=fv.max_worker_retries,
+                          worker_max_tasks=fv.worker_max_tasks, verbose=fv.verbose,
+                          deterministic_ops=fv.deterministic_ops, stop_after=fv.stop_after,
+                          allow_flag_change=fv.allow_flag_change)

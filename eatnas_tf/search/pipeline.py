@@ -19,11 +19,11 @@ import os
 import shutil
 from typing import Any, Callable, Dict, List, Optional
 
-from eatnas_tf.arch import codec
 from eatnas_tf.data.datasets import DataConfig
 from eatnas_tf.model import artifact, weights_io
 from eatnas_tf.report import pareto as pareto_lib
 from eatnas_tf.report import search_report
+from eatnas_tf.search.record import CandidateRecord
 from eatnas_tf.search.run_dir import RunDir
 from eatnas_tf.search.runner import StageResult
 from eatnas_tf.train import retrain_lib
@@ -47,20 +47,25 @@ def retrain_topk(run: RunDir, result: StageResult, data: DataConfig, train: Trai
     rows = []
     top = result.strategy.topk(k)
     for rank, rec in enumerate(top, start=1):
-        out = retrain_dir(run, result.stage.name, rec["id"])
+        out = retrain_dir(run, result.stage.name, rec.id)
         if progress:
-            progress(f"[{result.stage.name}] retrain {rank}/{len(top)}: c{rec['id']:05d} "
-                     f"{rec['arch']} (search val_acc {rec['val_acc']:.4f})")
-        arch = codec.parse_arch(rec["arch"], **result.stage.space.arch_defaults())
-        r = retrain_lib.retrain(arch, result.stage.space, data, train, out, verbose=verbose)
-        rows.append({"id": rec["id"], "stage": result.stage.name, "arch": rec["arch"],
-                     "search_val_acc": rec["val_acc"], "score": rec["score"],
+            progress(f"[{result.stage.name}] retrain {rank}/{len(top)}: c{rec.id:05d} "
+                     f"{rec.arch} (search val_acc {rec.val_acc:.4f})")
+        r = retrain_lib.retrain(rec.spec(result.stage.space), result.stage.space, data, train,
+                                out, verbose=verbose)
+        rows.append({**search_row(result.stage.name, rec),
                      "val_acc": r.get("val_acc"), "test_acc": r.get("test_acc"),
                      "params": r["params"], "madds": r["madds"], "epochs": r.get("epochs"),
                      "wall_s": r.get("wall_s"),
                      "model_dir": os.path.relpath(os.path.join(out, retrain_lib.MODEL_DIR),
                                                   run.path)})
     return rows
+
+
+def search_row(stage: str, rec: CandidateRecord) -> Dict[str, Any]:
+    """A top-k row of the report for a searched (not retrained) candidate."""
+    return {"id": rec.id, "stage": stage, "arch": rec.arch, "search_val_acc": rec.val_acc,
+            "score": rec.score, "params": rec.params, "madds": rec.madds, "model_dir": None}
 
 
 def pick_winner(rows: List[Dict[str, Any]]) -> Dict[str, Any]:
@@ -103,20 +108,21 @@ def install_winner(run: RunDir, winner: Dict[str, Any]) -> str:
     return dst
 
 
-def pareto_rows(records: List[Dict[str, Any]], retrained: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+def pareto_rows(records: List[CandidateRecord],
+                retrained: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     """The accuracy-vs-MAdds Pareto front of a stage's ok candidates; retrained members
     carry their `model_dir` (export turns those into deployable files)."""
-    ok = [r for r in records if r.get("status") == "ok" and r.get("duplicate_of") is None]
-    pts = [{"acc": r["val_acc"], "madds": r["madds"], "rec": r} for r in ok]
+    ok = [r for r in records if r.ok and r.trained]
+    pts = [{"acc": r.val_acc, "madds": r.madds, "rec": r} for r in ok]
     front = pareto_lib.pareto_front(pts, maximize="acc", minimize="madds")
     by_id = {r["id"]: r for r in retrained}
     out = []
     for p in front:
         p = pts[p] if isinstance(p, int) else p
         r = p["rec"]
-        out.append({"id": r["id"], "arch": r["arch"], "val_acc": r["val_acc"], "madds": r["madds"],
-                    "params": r["params"],
-                    "model_dir": by_id[r["id"]]["model_dir"] if r["id"] in by_id else None})
+        out.append({"id": r.id, "arch": r.arch, "val_acc": r.val_acc, "madds": r.madds,
+                    "params": r.params,
+                    "model_dir": by_id[r.id]["model_dir"] if r.id in by_id else None})
     return out
 
 

@@ -12,14 +12,17 @@ from typing import Any, Dict, List, Optional
 
 from eatnas_tf.arch import codec
 from eatnas_tf.search import objective, offspring
+from eatnas_tf.search.record import CandidateRecord
 from eatnas_tf.search.strategy import Proposal, Strategy, register
 
 
 @register("random")
 class RandomSearch(Strategy):
 
-    def __init__(self, space, config, rng):
-        super().__init__(space, config, rng)
+    inherits_weights = False  # every candidate trains from scratch
+
+    def __init__(self, space, config, rng, options=None):
+        super().__init__(space, config, rng, options)
         self.seen = set()
         self._basics = [codec.parse_arch(a, **space.arch_defaults()) for a in config.seed_archs]
         self._history: List[Dict[str, Any]] = []
@@ -46,10 +49,10 @@ class RandomSearch(Strategy):
         self.seen.add(codec.canonical_hash(arch))
         return Proposal(arch, origin=origin)
 
-    def observe(self, record: Dict[str, Any]) -> None:
+    def observe(self, record: CandidateRecord) -> None:
         super().observe(record)
-        self.seen.add(record["hash"])
-        accs = [r["val_acc"] for r in self.records if r.get("status") == "ok"]
+        self.seen.add(record.hash)
+        accs = [r.val_acc for r in self.records if r.ok]
         if accs:
             q = objective.population_quality(accs, self.config.target_std, self.config.alpha,
                                              self.config.beta)

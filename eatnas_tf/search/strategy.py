@@ -5,15 +5,15 @@ A strategy only decides *what* to evaluate next; the runner (`search.runner`) tr
 scores, stores and replays. The contract that makes runs resumable and reproducible:
 
   * a strategy's decisions depend only on its seeded `random.Random` and on the records
-    passed to `observe()` (plain JSON values, exactly as stored in `candidates.jsonl`);
-  * the runner calls `propose()` / `observe()` strictly alternately (one proposal in
-    flight, or `batch` of them with `propose_batch`), so replaying the stored records
-    rebuilds the same state and the same next proposal after a kill.
+    passed to `observe()` (`CandidateRecord`s, exactly as stored in `candidates.jsonl`);
+  * the runner calls `propose_batch(k)` then `observe()` once per proposal, in order
+    (k = 1: strictly alternately), so replaying the stored records rebuilds the same
+    state and the same next proposal after a kill.
 
     strategy = make_strategy("eat", space, config, rng=random.Random("0:stage1"))
     while not strategy.finished():
-        proposal = strategy.propose()
-        strategy.observe(runner_evaluates(proposal))
+        for proposal in strategy.propose_batch(1):
+            strategy.observe(runner_evaluates(proposal))
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Seque
 
 from eatnas_tf.arch.space import SearchSpace
 from eatnas_tf.arch.spec import ArchSpec
+from eatnas_tf.search.record import CandidateRecord
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,7 +38,9 @@ class Proposal:
         inherits (paper §3.4); None for none.
       parent_weights: path of a weights file to inherit from when `parent` is None (the
         basic model's weights at the start of an elastic transfer).
-      parent_arch: text form of the architecture `parent_weights` belongs to.
+      parent_arch: the architecture `parent_weights` (or `inherited_weights`) belongs to.
+      inherited_weights: `{layer name: arrays}` the strategy assembled for this child
+        (EPNAS' sharing dictionary); the runner stores them for the evaluation.
       origin: "random", "mutation", "offspring" or "seed" (or a strategy's own word).
       epochs: training epochs of this evaluation (None: the run's train config).
       continue_from: id of a candidate of the same architecture whose checkpoint this
@@ -50,12 +53,28 @@ class Proposal:
     arch: ArchSpec
     parent: Optional[int] = None
     parent_weights: Optional[str] = None
-    parent_arch: Optional[str] = None
+    parent_arch: Optional[ArchSpec] = None
+    inherited_weights: Optional[Mapping[str, Any]] = None
     origin: str = "random"
     epochs: Optional[int] = None
     continue_from: Optional[int] = None
     train_overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     info: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunContext:
+    """What a strategy may use of the run directory (it writes nothing there itself).
+
+    Attributes:
+      weights_path: candidate id -> its stored weights file (a duplicate's source's).
+      cache_dir: a directory for measurement caches of the strategy (EPNAS' latencies).
+      read_file: reads back a file of `state_files()` by name (JSON).
+    """
+
+    weights_path: Callable[[int], str]
+    cache_dir: Optional[str] = None
+    read_file: Optional[Callable[[str], Any]] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,19 +128,42 @@ class SearchConfig:
 
 
 class Strategy(abc.ABC):
-    """Base class: `propose` → runner evaluates → `observe`, until `finished()`."""
+    """Base class: `propose_batch` → runner evaluates → `observe`, until `finished()`.
+
+    The whole contract with the runner (`search.runner.run_stage`):
+      * `bind(context)` once, before the first proposal: what it may read of the run;
+      * `propose_batch(k)` → up to k `Proposal`s, `observe(record)` for each in order
+        (k = 1 is the sequential loop; replay of stored records uses the same calls);
+      * `adapt_request(request, proposal)` → the `EvalRequest` actually trained;
+      * `live_ids()` → candidates whose weights / checkpoints must be kept;
+      * `state_dict()` (in `state.json`) and `state_files()` (written by the runner under
+        `DIR/<name>/`); `summary()`, `history()`, `topk()` for the report.
+    Class attributes say what the runner must keep: `inherits_weights` (children inherit
+    stored weights, so trained weights are saved), `keeps_checkpoints` (per-epoch
+    checkpoints for later continuation), `batch_safe` (k proposals in a row are valid).
+    """
 
     name: ClassVar[str] = ""
-
-    def __init__(self, space: SearchSpace, config: SearchConfig, rng: random.Random):
-        self.space = space
-        self.config = config
-        self.rng = rng
-        self.records: List[Dict[str, Any]] = []  # every observed record, in order
-
     #: `propose()` depends only on the RNG and the observed records, never on the previous
     #: proposal having been observed: k calls in a row are a valid batch (`propose_batch`).
     batch_safe: ClassVar[bool] = False
+    #: children inherit weights of evaluated candidates: the runner keeps trained weights.
+    inherits_weights: ClassVar[bool] = True
+    #: a later proposal may continue a candidate's training (`Proposal.continue_from`).
+    keeps_checkpoints: ClassVar[bool] = False
+
+    def __init__(self, space: SearchSpace, config: SearchConfig, rng: random.Random,
+                 options: Any = None):
+        self.space = space
+        self.config = config
+        self.rng = rng
+        self.options = options
+        self.context: Optional[RunContext] = None
+        self.records: List[CandidateRecord] = []  # every observed record, in order
+
+    def bind(self, context: RunContext) -> None:
+        """Called by the runner before the first proposal."""
+        self.context = context
 
     @abc.abstractmethod
     def propose(self) -> Optional[Proposal]:
@@ -147,9 +189,13 @@ class Strategy(abc.ABC):
             out.append(p)
         return out
 
-    def observe(self, record: Dict[str, Any]) -> None:
-        """Takes the stored record of the last proposal (`status`, `val_acc`, `score`, `id`,
-        `hash`, ...)."""
+    def adapt_request(self, request, proposal: Proposal):
+        """The `EvalRequest` to train for `proposal` (default: as the runner made it)."""
+        del proposal
+        return request
+
+    def observe(self, record: CandidateRecord) -> None:
+        """Takes the stored record of the next proposal, in proposal order."""
         self.records.append(record)
 
     def finished(self) -> bool:
@@ -163,23 +209,23 @@ class Strategy(abc.ABC):
         """JSON-able state for `state.json` and the report."""
         return {"strategy": self.name, "observed": len(self.records)}
 
-    def final_population(self) -> List[Dict[str, Any]]:
+    def final_population(self) -> List[CandidateRecord]:
         """The records the top-k retraining chooses from (default: every ok record)."""
-        return [r for r in self.records if r.get("status") == "ok"]
+        return [r for r in self.records if r.ok]
 
-    def topk(self, k: Optional[int] = None) -> List[Dict[str, Any]]:
+    def topk(self, k: Optional[int] = None) -> List[CandidateRecord]:
         """The k best records of `final_population()` by score (distinct architectures)."""
         k = k or self.config.topk
         seen, out = set(), []
-        for r in sorted(self.final_population(), key=lambda r: (-r["score"], r["id"])):
-            if r["hash"] not in seen:
-                seen.add(r["hash"])
+        for r in sorted(self.final_population(), key=lambda r: (-r.score, r.id)):
+            if r.hash not in seen:
+                seen.add(r.hash)
                 out.append(r)
         return out[:k]
 
     def live_ids(self) -> List[int]:
         """Candidate ids whose stored weights may still be inherited from."""
-        return [r["id"] for r in self.records]
+        return [r.id for r in self.records]
 
     # Strategies with state that is not a function of the observed records (e.g. a policy
     # network trained on them with nondeterministic ops) save and restore it here.
@@ -188,6 +234,12 @@ class Strategy(abc.ABC):
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         del state
+
+    def state_files(self) -> Dict[str, Any]:
+        """JSON files to (re)write under `DIR/<name>/` now (default: none): large state
+        kept out of `state.json`, e.g. a policy's weights; read back with
+        `context.read_file(name)`."""
+        return {}
 
 
 _REGISTRY: Dict[str, Callable[..., Strategy]] = {}
@@ -210,11 +262,13 @@ def strategy_names() -> List[str]:
 
 
 def make_strategy(name: str, space: SearchSpace, config: SearchConfig, rng: random.Random,
-                  **kwargs) -> Strategy:
+                  options: Any = None) -> Strategy:
+    """A registered strategy; `options` are its own settings (`EcoNASConfig`,
+    `EpnasConfig`; None: its defaults)."""
     _load_builtin()
     if name not in _REGISTRY:
         raise ValueError(f"strategy: received {name!r}; allowed values: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name](space, config, rng, **kwargs)
+    return _REGISTRY[name](space, config, rng, options=options)
 
 
 def _load_builtin() -> None:
