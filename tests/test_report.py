@@ -249,3 +249,30 @@ class TestWriteReport:
         assert scores == sorted(scores, reverse=True)
         assert len({(c["stage"], c["hash"]) for c in top}) == 10
         assert all(c["status"] == "ok" for c in top)
+
+
+# -- the EPNAS per-step report -----------------------------------------------------------------
+@pytest.mark.parametrize("config", [
+    {"constraint": ["madds::5e6"], "constraint_penalty": 0.5},  # a flat legacy config.json
+    {"format": 2, "changes": [], "config": {"stage": {"options": {
+        "constraints": ["madds::5e6"], "constraint_penalty": 0.5}}}},
+])
+def test_epnas_report_reads_both_config_formats(tmp_path, config):
+    from eatnas_tf.epnas import report as epnas_report
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps(config))
+    a = codec.to_text(SPACE.sample(random.Random(0)))
+    recs = [{"id": i, "status": "ok", "arch": a, "space": SPACE.name, "val_acc": 0.5 + i / 10,
+             "madds": m, "params": 1000, "info": {"episode": 0, "step": i // 2, "branch": i % 2}}
+            for i, m in enumerate([4e6, 6e6, 1e6, 10e6])]
+    (run / "candidates.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    out = str(tmp_path / "out")
+    res = epnas_report.write(str(run), out)
+    assert [r["satisfied"] for r in res["rows"]] == [True, False, True, False]
+    assert res["rows"][1]["reward"] == pytest.approx(0.6 * 0.5 ** (6 / 5 - 1))
+    assert [s["satisfied"] for s in res["steps"]] == [1, 1]
+    assert json.load(open(os.path.join(out, "steps.json")))["constraints"] == ["madds::5e+06"]
+    assert "p = 0.5" in open(os.path.join(out, "steps.md")).read()
+    _assert_png(os.path.join(out, "epnas_run.png"))

@@ -26,10 +26,8 @@ reduced model (`proxy.training_cost`), summed over the architectures.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import random
-import sys
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from eatnas_tf.arch import codec
@@ -38,7 +36,9 @@ from eatnas_tf.arch.spec import ArchSpec
 from eatnas_tf.data.datasets import DataConfig
 from eatnas_tf.econas import proxy as proxy_lib
 from eatnas_tf.econas import rank
-from eatnas_tf.search.run_dir import RunDir, RunDirError, write_json_atomic
+from eatnas_tf.search.run_dir import RunDir, RunDirError
+from eatnas_tf.store import atomic
+from eatnas_tf.store.jsonl import JsonlStore
 from eatnas_tf.train.config import TrainConfig
 
 RESULTS = "results.jsonl"
@@ -64,35 +64,6 @@ def sample_archs(space: SearchSpace, n: int, seed: int, proxies: Sequence[str] =
         raise ValueError(f"num_archs: received {n}; only {len(out)} distinct architectures of "
                          f"space {space.name} survive proxies {list(proxies)}")
     return out
-
-
-# -- the append-only store ----------------------------------------------------------------
-def read_results(path: str) -> List[Dict[str, Any]]:
-    if not os.path.exists(path):
-        return []
-    with open(path, "rb") as f:
-        data = f.read()
-    out, good = [], 0
-    for line in data.splitlines(keepends=True):
-        try:
-            if not line.endswith(b"\n"):
-                raise ValueError("partial")
-            out.append(json.loads(line))
-            good += len(line)
-        except ValueError:
-            print(f"warning: {path}: dropping a partial last record (interrupted write)",
-                  file=sys.stderr)
-            with open(path, "r+b") as f:
-                f.truncate(good)
-            break
-    return out
-
-
-def append_result(path: str, record: Dict[str, Any]) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(record, sort_keys=True) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def key(setting: str, arch: ArchSpec) -> str:
@@ -147,8 +118,8 @@ def calibrate(run_dir: str, space: SearchSpace, archs: Sequence[ArchSpec], refer
     run.check_config({"space": space.name, "archs": [codec.to_text(a) for a in archs],
                       "reference": settings[0], "data": dataclasses.asdict(data),
                       "train": train.as_dict(), "seed": seed}, allow_change)
-    path = run.file(RESULTS)
-    done = {r["key"]: r for r in read_results(path)}
+    results = JsonlStore(run.file(RESULTS), noun="results", hint="that pair is trained again")
+    done = {r["key"]: r for r in results.read()}
     new = 0
     total = len(settings) * len(archs)
     for setting in settings:
@@ -161,7 +132,7 @@ def calibrate(run_dir: str, space: SearchSpace, archs: Sequence[ArchSpec], refer
             rec = evaluate_pair(setting, arch, space, data, train, seed * 1_000_003 + i,
                                 verbose=verbose)
             rec["arch_index"] = i
-            append_result(path, rec)
+            results.append(rec)
             done[k] = rec
             new += 1
             if progress:
@@ -296,11 +267,8 @@ def write_outputs(run_dir: str, table: Dict[str, Any]) -> Dict[str, str]:
     out = {"json": os.path.join(run_dir, "calibration.json"),
            "md": os.path.join(run_dir, "calibration.md"),
            "png": os.path.join(run_dir, "calibration.png")}
-    write_json_atomic(out["json"], table)
-    tmp = out["md"] + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(markdown(table))
-    os.replace(tmp, out["md"])
+    atomic.write_json(out["json"], table)
+    atomic.write_text(out["md"], markdown(table))
     plot(table, out["png"])
     return out
 

@@ -20,16 +20,30 @@ from typing import Any, Dict, List
 import numpy as np
 
 from eatnas_tf.epnas import constraints as C
+from eatnas_tf.store import atomic
 
 
 def load(run_dir: str):
+    """(candidate records, constraints, the run's settings) of an EPNAS run directory."""
     with open(os.path.join(run_dir, "candidates.jsonl")) as f:
         recs = [json.loads(line) for line in f if line.strip()]
-    with open(os.path.join(run_dir, "config.json")) as f:
-        cfg = json.load(f)
+    cfg = atomic.read_json(os.path.join(run_dir, "config.json"))
+    return (recs, *_constraints(cfg))
+
+
+def _constraints(cfg: Dict[str, Any]):
+    """(constraints, settings) from config.json: the experiment config (`"format": 2`,
+    the EPNAS options under `config.stage.options`) or an older run's flat flag values."""
+    if "format" in cfg:
+        settings = ((cfg.get("config") or {}).get("stage") or {}).get("options") or {}
+        specs = settings.get("constraints") or []
+        p = settings.get("constraint_penalty", C.PAPER_P)
+        cons = [C.Constraint(**s) if isinstance(s, dict) else C.parse_constraint(s, p)
+                for s in specs]
+        return cons, settings
     flags = cfg.get("flags", cfg)
     cons = C.parse_constraints(flags.get("constraint") or [], flags.get("constraint_penalty", C.PAPER_P))
-    return recs, cons, flags
+    return cons, flags
 
 
 def candidate_rows(recs: List[Dict[str, Any]], cons) -> List[Dict[str, Any]]:
@@ -143,10 +157,11 @@ def plot(steps, rows, cons, path: str) -> str:
     ax.set_xlabel("candidate")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic.temp_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=110)
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -154,12 +169,10 @@ def write(run_dir: str, out: str) -> Dict[str, Any]:
     recs, cons, _ = load(run_dir)
     rows = candidate_rows(recs, cons)
     steps = step_rows(rows)
-    os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "steps.md"), "w") as f:
-        f.write(markdown(steps, cons, rows))
-    with open(os.path.join(out, "steps.json"), "w") as f:
-        json.dump({"constraints": [str(c) for c in cons], "steps": steps, "candidates": rows},
-                  f, indent=1)
+    atomic.write_text(os.path.join(out, "steps.md"), markdown(steps, cons, rows))
+    atomic.write_json(os.path.join(out, "steps.json"),
+                      {"constraints": [str(c) for c in cons], "steps": steps, "candidates": rows},
+                      indent=1, sort_keys=False)
     plot(steps, rows, cons, os.path.join(out, "epnas_run.png"))
     return {"steps": steps, "rows": rows}
 

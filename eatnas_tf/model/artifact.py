@@ -26,6 +26,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 from eatnas_tf.arch import codec
 from eatnas_tf.arch.cost import MacroSpec, count
 from eatnas_tf.arch.spec import ArchSpec
+from eatnas_tf.store import atomic
 
 MODEL_FILE = "model.keras"
 META_FILE = "meta.json"
@@ -54,7 +55,7 @@ def save(model_dir: str, model, arch: ArchSpec, macro: MacroSpec, *, space: str,
             if not overwrite:
                 raise FileExistsError(f"{model_dir} exists")
             shutil.rmtree(model_dir)
-        os.rename(tmp, model_dir)
+        atomic.publish_dir(tmp, model_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from eatnas_tf.arch.cost import MacroSpec
 from eatnas_tf.arch.spec import ArchSpec
+from eatnas_tf.model import layer_weights
 from eatnas_tf.model.builder import build_model
 
 
@@ -24,14 +25,4 @@ def copy_weights(src, dst) -> int:
     Returns the number of layers copied. Raises ValueError on a missing layer or a shape
     mismatch: the two models must come from the same encoding.
     """
-    dst_layers = {l.name: l for l in dst.layers}
-    copied = 0
-    for layer in src.layers:
-        w = layer.get_weights()
-        if not w:
-            continue
-        if layer.name not in dst_layers:
-            raise ValueError(f"layer {layer.name!r} missing in the destination model")
-        dst_layers[layer.name].set_weights(w)
-        copied += 1
-    return copied
+    return len(layer_weights.assign(dst, layer_weights.get(src), strict=True))

@@ -17,6 +17,8 @@ from typing import Dict, List, Mapping
 
 import numpy as np
 
+from eatnas_tf.store import atomic
+
 Weights = Dict[str, List[np.ndarray]]
 
 
@@ -24,19 +26,10 @@ def save(path: str, weights: Mapping[str, List[np.ndarray]]) -> str:
     """Writes `weights` to `path` atomically; returns `path`."""
     arrays = {f"{name}/{i}": np.asarray(w) for name, ws in weights.items()
               for i, w in enumerate(ws)}
-    d = os.path.dirname(path) or "."
-    os.makedirs(d, exist_ok=True)
-    tmp = os.path.join(d, f".{os.path.basename(path)}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    # Written through a file object: the temp name does not end in ".npz", so
+    # `RunDir.prune_weights` never takes a file being written for a stale one.
+    with atomic.temp_path(path) as tmp, open(tmp, "xb") as f:
+        np.savez(f, **arrays)
     return path
 
 

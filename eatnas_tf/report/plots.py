@@ -5,8 +5,8 @@ backend switch), so importing or calling this module works on headless machines 
 not disturb a caller that uses pyplot itself. Matplotlib is imported on first use, which
 keeps `import eatnas_tf.report.search_report` cheap for the search runner.
 
-Every function writes one PNG atomically (temp file in the same directory, then
-`os.replace`), so a reader never sees a half-written image, and returns its path.
+Every function writes one PNG atomically (`store.atomic`: temp file in the same directory,
+then `os.replace`), so a reader never sees a half-written image, and returns its path.
 
   * `quality_over_time`: the paper's Fig. 4 — population mean accuracy (± std) and
     population quality (Eq. 3) against evaluated candidates, one line per stage.
@@ -18,14 +18,13 @@ Every function writes one PNG atomically (temp file in the same directory, then
 from __future__ import annotations
 
 import math
-import os
-import uuid
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from eatnas_tf.arch import cost as cost_lib
 from eatnas_tf.arch.spec import ArchSpec
 from eatnas_tf.report import pareto as pareto_lib
 from eatnas_tf.report.pareto import finite_float as _num
+from eatnas_tf.store import atomic
 
 DPI = 120
 # Colour-blind-friendly (seaborn "deep") colours; kernels shade them (3 light → 7 full).
@@ -53,31 +52,10 @@ def _figure(width: float, height: float):
 
 
 def _save(fig, path: str) -> str:
-    """Writes `fig` to `path` as PNG via a temp file + `os.replace`; returns `path`."""
-    tmp = temp_path(path)
-    try:
-        with open(tmp, "xb") as f:
-            fig.savefig(f, format="png", dpi=DPI, facecolor="white")
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    """Writes `fig` to `path` as PNG atomically (`store.atomic.temp_path`); returns `path`."""
+    with atomic.temp_path(path) as tmp, open(tmp, "xb") as f:
+        fig.savefig(f, format="png", dpi=DPI, facecolor="white")
     return path
-
-
-def temp_path(path: str) -> str:
-    """A fresh hidden temp name next to `path` (same filesystem, so `os.replace` is atomic).
-
-    Files are then opened with mode "x", which honours the umask (unlike `mkstemp`'s 0600),
-    so reports stay readable by whoever serves the run directory.
-    """
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    name = f".{os.path.basename(path)}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-    return os.path.join(directory, name)
 
 
 def human(n: Optional[float], digits: int = 3) -> str:

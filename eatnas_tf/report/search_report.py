@@ -28,6 +28,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 from eatnas_tf.report import plots as plots_lib
 from eatnas_tf.report.pareto import finite_float as _num
 from eatnas_tf.report.plots import human
+from eatnas_tf.store import atomic
 
 PLOTS_DIR = "plots"
 TOP_N = 10
@@ -88,34 +89,15 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> List[str]:
 
 
 # ---------------------------------------------------------------------------------------
-# atomic writes
+# json
 # ---------------------------------------------------------------------------------------
-def _write_atomic(path: str, text: str) -> None:
-    tmp = plots_lib.temp_path(path)
-    try:
-        with open(tmp, "x", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def _json_default(o: Any) -> Any:
-    """numpy scalars/arrays and other stragglers in the runner's dicts."""
-    if hasattr(o, "item") and callable(o.item):
-        try:
-            return o.item()
-        except (TypeError, ValueError):
-            pass
-    if hasattr(o, "tolist"):
-        return o.tolist()
-    if isinstance(o, (set, tuple)):
-        return list(o)
-    return str(o)
+    """numpy scalars/arrays and other stragglers in the runner's dicts (anything else as
+    its `str`: a report is never lost to one odd value)."""
+    try:
+        return atomic.to_plain(o)
+    except TypeError:
+        return str(o)
 
 
 # ---------------------------------------------------------------------------------------
@@ -416,7 +398,7 @@ def write_report(run_dir: str, report: Mapping[str, Any], candidates: Sequence[M
         out["plot_errors"] = drawn["errors"]
     else:
         out.pop("plot_errors", None)
-    _write_atomic(os.path.join(run_dir, "report.json"),
-                  json.dumps(out, indent=2, default=_json_default) + "\n")
-    _write_atomic(os.path.join(run_dir, "report.md"), render_markdown(out, candidates))
+    atomic.write_text(os.path.join(run_dir, "report.json"),
+                      json.dumps(out, indent=2, default=_json_default) + "\n")
+    atomic.write_text(os.path.join(run_dir, "report.md"), render_markdown(out, candidates))
     return out

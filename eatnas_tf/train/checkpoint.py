@@ -21,14 +21,10 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
+from eatnas_tf.store import atomic
+
 STATE_FILE = "state.json"
 WEIGHTS_FILE = "weights.npz"
-
-
-def _atomic_write(path: str, write) -> None:
-    tmp = path + ".tmp"
-    write(tmp)
-    os.replace(tmp, path)
 
 
 def save(ckpt_dir: str, model, optimizer, epoch: int, history: Dict[str, Any],
@@ -40,19 +36,11 @@ def save(ckpt_dir: str, model, optimizer, epoch: int, history: Dict[str, Any],
     arrays = {f"m{i:05d}": w for i, w in enumerate(model_w)}
     arrays.update({f"o{i:05d}": w for i, w in enumerate(opt_w)})
 
-    def write_npz(tmp):
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-
-    _atomic_write(os.path.join(ckpt_dir, WEIGHTS_FILE), write_npz)
+    with atomic.temp_path(os.path.join(ckpt_dir, WEIGHTS_FILE)) as tmp, open(tmp, "xb") as f:
+        np.savez(f, **arrays)
     state = {"epoch": int(epoch), "history": history, "num_model_weights": len(model_w),
              "num_optimizer_variables": len(opt_w), **(extra or {})}
-
-    def write_json(tmp):
-        with open(tmp, "w") as f:
-            json.dump(state, f)
-
-    _atomic_write(os.path.join(ckpt_dir, STATE_FILE), write_json)
+    atomic.write_json(os.path.join(ckpt_dir, STATE_FILE), state, indent=None, sort_keys=False)
 
 
 def restore(ckpt_dir: Optional[str], model, optimizer) -> Optional[Dict[str, Any]]:

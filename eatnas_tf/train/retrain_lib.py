@@ -25,8 +25,9 @@ from eatnas_tf.arch.cost import count
 from eatnas_tf.arch.space import SearchSpace
 from eatnas_tf.arch.spec import ArchSpec
 from eatnas_tf.data.datasets import DataConfig, load_data
-from eatnas_tf.model import artifact
+from eatnas_tf.model import artifact, layer_weights
 from eatnas_tf.model.builder import build_model
+from eatnas_tf.store import atomic
 from eatnas_tf.train import hparams
 from eatnas_tf.train import trainer as trainer_lib
 from eatnas_tf.train.config import TrainConfig
@@ -34,13 +35,6 @@ from eatnas_tf.train.config import TrainConfig
 RECORD_FILE = "retrain.json"
 MODEL_DIR = "model"
 CHECKPOINT_DIR = "checkpoint"
-
-
-def _write_json(path: str, obj: Dict[str, Any]) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
 
 
 def done(out_dir: str) -> bool:
@@ -88,9 +82,7 @@ def retrain(arch: ArchSpec, space: SearchSpace, data_cfg: DataConfig, train_cfg:
 
     model = build_model(arch, macro, dropout=dropout)
     try:
-        for layer in model.layers:
-            if layer.weights and layer.name in result.weights:
-                layer.set_weights(result.weights[layer.name])
+        layer_weights.assign(model, result.weights)
         metrics = {k: record[k] for k in ("test_acc", "test_loss", "val_acc", "epochs")
                    if record.get(k) is not None}
         artifact.save(os.path.join(out_dir, MODEL_DIR), model, arch, macro, space=space.name,
@@ -101,7 +93,7 @@ def retrain(arch: ArchSpec, space: SearchSpace, data_cfg: DataConfig, train_cfg:
     hparams.write_config(log_dir)
     hparams.log_candidate(log_dir, {**hparams.arch_hparams(arch), "dataset": data_cfg.dataset},
                           {k: record.get(k) for k in hparams.DEFAULT_METRICS}, trial_id="retrain")
-    _write_json(os.path.join(out_dir, RECORD_FILE), record)
+    atomic.write_json(os.path.join(out_dir, RECORD_FILE), record, sort_keys=False)
     trainer_lib.ckpt_lib.remove(ckpt_dir)
     return record
 

@@ -20,7 +20,7 @@ Details that matter for NAS:
   * Weight decay is coupled L2 on conv / dense kernels (`optim.CoupledSGD`).
   * A NaN / inf loss raises `TrainingDiverged` so a search records the candidate as failed.
   * The model never outlives the call: its weights are copied out as numpy
-    (`TrainResult.weights`, `{layer.name: layer.get_weights()}`), then
+    (`TrainResult.weights`, `model.layer_weights.get`), then
     `keras.backend.clear_session()` runs, also when training fails, and the custom gradients
     the traced train step registered in TensorFlow's global gradient registry are dropped
     (`train.gradient_registry`): that registry never forgets, and each entry keeps the whole
@@ -42,6 +42,7 @@ import numpy as np
 import tensorflow as tf
 
 from eatnas_tf.data.datasets import DataBundle
+from eatnas_tf.model import layer_weights
 from eatnas_tf.train import checkpoint as ckpt_lib
 from eatnas_tf.train import gradient_registry
 from eatnas_tf.train import optim
@@ -167,15 +168,6 @@ def _check_finite(value: float, what: str, epoch: int) -> None:
         raise TrainingDiverged(f"{what} is {value} after epoch {epoch + 1}")
 
 
-def _set_initial_weights(model, weights: Dict[str, List[np.ndarray]]) -> int:
-    n = 0
-    for layer in model.layers:
-        if layer.name in weights and layer.weights:
-            layer.set_weights(weights[layer.name])
-            n += 1
-    return n
-
-
 # -- the trainer ------------------------------------------------------------------------------
 def train(build_fn: Callable[[], Any], data: DataBundle, config: TrainConfig, *,
           prepare_fn: Optional[Callable[[Any], Any]] = None, log_dir: Optional[str] = None,
@@ -234,7 +226,7 @@ def train(build_fn: Callable[[], Any], data: DataBundle, config: TrainConfig, *,
         with strategy.scope():
             model = build_fn()
             if initial_weights:
-                _set_initial_weights(model, initial_weights)
+                layer_weights.assign(model, initial_weights)
             prepare_result = prepare_fn(model) if prepare_fn is not None else None
             two_outputs = len(model.outputs) > 1
             main_output = model.output_names[0] if two_outputs else None
@@ -338,8 +330,7 @@ def train(build_fn: Callable[[], Any], data: DataBundle, config: TrainConfig, *,
         }
         weights = None
         if return_weights:
-            weights = {l.name: [np.array(w) for w in l.get_weights()]
-                       for l in model._flatten_layers(include_self=False) if l.weights}
+            weights = layer_weights.get(model)
         if checkpoint_dir and not keep_checkpoint:
             ckpt_lib.remove(checkpoint_dir)
         result = TrainResult(record=record, weights=weights, prepare_result=prepare_result)
