@@ -11,6 +11,7 @@ import pytest
 from eatnas_tf.arch import codec, space as space_lib
 from eatnas_tf.search import objective, offspring
 from eatnas_tf.search.run_dir import RunDir, RunDirError
+from eatnas_tf.search.record import CandidateRecord
 from eatnas_tf.search.strategy import SearchConfig, make_strategy
 
 SPACES = ("cifar10", "imagenet", "fashion_mnist", "fashion_mnist_14", "digits")
@@ -82,9 +83,10 @@ def _fake_record(cid, proposal, space, acc_fn):
     arch = proposal.arch
     acc = acc_fn(arch)
     madds = space.cost(arch).madds
-    return {"id": cid, "arch": codec.to_text(arch), "hash": codec.canonical_hash(arch),
-            "status": "ok", "val_acc": acc, "madds": madds,
-            "score": objective.score(acc, madds, space.target), "parent": proposal.parent}
+    return CandidateRecord(id=cid, arch=codec.to_text(arch), hash=codec.canonical_hash(arch),
+                           status="ok", val_acc=acc, madds=madds,
+                           score=objective.score(acc, madds, space.target),
+                           parent=proposal.parent)
 
 
 def _acc(arch):
@@ -110,21 +112,21 @@ def test_evolution_removes_worst_of_sample_and_mutates_best():
     _drive(evo, space, n=8)
     assert len(evo.population) == 8
     for _ in range(10):
-        before = {r["id"]: r for r in evo.population}
+        before = {r.id: r for r in evo.population}
         p = evo.propose()
         sample = [before[i] for i in evo._pending["sample"]]
-        best = max(sample, key=lambda r: (r["score"], -r["id"]))
-        worst = min(sample, key=lambda r: (r["score"], -r["id"]))
-        assert p.parent == best["id"] and p.info["removes"] == worst["id"]
+        best = max(sample, key=lambda r: (r.score, -r.id))
+        worst = min(sample, key=lambda r: (r.score, -r.id))
+        assert p.parent == best.id and p.info["removes"] == worst.id
         assert p.origin == "mutation"
-        parent = codec.parse_arch(best["arch"], **space.arch_defaults())
+        parent = best.spec(space)
         changed = [sum(getattr(a, f) != getattr(b, f) for f in offspring.FIELDS)
                    for a, b in zip(parent.blocks, p.arch.blocks)]
         assert changed == [1] * 7
         rec = _fake_record(len(evo.records), p, space, _acc)
         evo.observe(rec)
-        ids = {r["id"] for r in evo.population}
-        assert worst["id"] not in ids and rec["id"] in ids and len(ids) == 8
+        ids = {r.id for r in evo.population}
+        assert worst.id not in ids and rec.id in ids and len(ids) == 8
 
 
 def test_evolution_never_proposes_an_architecture_twice():
@@ -144,7 +146,7 @@ def test_evolution_converges_and_keeps_best_quality_population():
     hist = evo.history()
     best = max(hist, key=lambda h: h["quality"])
     assert evo.summary()["best_quality"] == pytest.approx(best["quality"])
-    assert {r["id"] for r in evo.final_population()} == set(evo.monitor.best_population)
+    assert {r.id for r in evo.final_population()} == set(evo.monitor.best_population)
     assert len(evo.topk(3)) == 3
 
 
@@ -153,11 +155,12 @@ def test_evolution_failed_child_changes_nothing():
     evo = make_strategy("eat", space, SearchConfig(population=4, sample=2, max_candidates=10),
                         random.Random(0))
     _drive(evo, space, n=4)
-    pop = [r["id"] for r in evo.population]
+    pop = [r.id for r in evo.population]
     p = evo.propose()
-    evo.observe({"id": 4, "arch": codec.to_text(p.arch), "hash": codec.canonical_hash(p.arch),
-                 "status": "failed", "val_acc": None, "score": None})
-    assert [r["id"] for r in evo.population] == pop
+    evo.observe(CandidateRecord.failure("ValueError: diverged", id=4,
+                                        arch=codec.to_text(p.arch),
+                                        hash=codec.canonical_hash(p.arch)))
+    assert [r.id for r in evo.population] == pop
 
 
 def test_transfer_seeded_population_are_offspring():
@@ -168,7 +171,7 @@ def test_transfer_seeded_population_are_offspring():
     evo = make_strategy("eat", large, cfg, random.Random(0))
     for p, _ in _drive(evo, large):
         assert p.origin == "offspring" and p.parent_weights == "w.npz"
-        assert p.parent_arch == codec.to_text(basic)
+        assert p.parent_arch == basic
         assert all(sum(getattr(a, f) != getattr(b, f) for f in offspring.FIELDS) == 1
                    for a, b in zip(basic.blocks, p.arch.blocks))
 
@@ -216,12 +219,14 @@ def test_run_dir_partial_line_dropped_and_state_fallback(tmp_path, capsys):
 
 def test_run_dir_config_change_refused(tmp_path):
     run = RunDir(str(tmp_path))
-    run.check_config({"seed": 0, "population": 8})
-    run.check_config({"seed": 0, "population": 8})
-    with pytest.raises(RunDirError, match="population=8"):
-        run.check_config({"seed": 0, "population": 9})
-    run.check_config({"seed": 0, "population": 9}, allow_change=True)
-    assert json.load(open(os.path.join(str(tmp_path), "config.json")))["population"] == 9
+    run.check_config({"seed": 0, "search": {"population": 8}})
+    run.check_config({"seed": 0, "search": {"population": 8}})
+    with pytest.raises(RunDirError, match="search.population 8 -> 9"):
+        run.check_config({"seed": 0, "search": {"population": 9}})
+    run.check_config({"seed": 0, "search": {"population": 9}}, allow_change=True)
+    stored = json.load(open(os.path.join(str(tmp_path), "config.json")))
+    assert stored["config"]["search"]["population"] == 9
+    assert stored["changes"][-1]["changed"] == {"search.population": [8, 9]}
 
 
 def test_prune_weights_keeps_live(tmp_path):
@@ -249,9 +254,32 @@ def test_pick_winner_by_validation_then_earlier_id():
 def test_pareto_rows_front_and_model_dirs():
     from eatnas_tf.search import pipeline
 
-    recs = [{"id": i, "arch": f"a{i}", "val_acc": acc, "madds": m, "params": 1, "status": "ok"}
+    recs = [CandidateRecord(id=i, arch=f"a{i}", val_acc=acc, madds=m, params=1, status="ok")
             for i, (acc, m) in enumerate([(0.8, 100), (0.7, 200), (0.9, 300), (0.85, 50)])]
-    recs.append({"id": 9, "arch": "x", "status": "failed", "val_acc": None, "madds": 1, "params": 1})
+    recs.append(CandidateRecord.failure("x", id=9, arch="x", madds=1, params=1))
     rows = pipeline.pareto_rows(recs, [{"id": 2, "model_dir": "retrain/c2/model"}])
     assert [r["id"] for r in rows] == [3, 2]  # 0.85@50, 0.9@300; 0 and 1 dominated
     assert rows[1]["model_dir"] == "retrain/c2/model" and rows[0]["model_dir"] is None
+
+
+# -- the typed record ---------------------------------------------------------------------
+def test_candidate_record_round_trip_and_old_keys():
+    line = {"id": 3, "stage": "search", "arch": "a", "hash": "h", "status": "ok",
+            "val_acc": 0.5, "val_acc_curve": [0.4, 0.5], "score": 0.4, "wall_s": 1.5,
+            "epochs": 3, "resumed_from_epoch": 1, "winner": True, "old_field": [1, 2]}
+    rec = CandidateRecord.from_json(line)
+    assert rec.ok and rec.candidate_epochs == 2 and rec.extra == {"winner": True,
+                                                                   "old_field": [1, 2]}
+    again = CandidateRecord.from_json(json.loads(json.dumps(rec.to_json())))
+    assert again == rec
+    out = rec.to_json()
+    assert out["winner"] is True and out["status"] == "ok" and "duplicate_of" not in out
+    assert out["reason"] is None and out["parent"] is None  # the fixed columns
+
+
+def test_candidate_record_failure_has_one_shape():
+    a = CandidateRecord.failure("ValueError: x", seed=1, epochs=2).to_json()
+    b = CandidateRecord.failure("worker died", seed=5, epochs=1).to_json()
+    assert set(a) == set(b) and a["status"] == "failed" and a["score"] is None
+    dup = CandidateRecord(id=1, status="ok", val_acc=0.5, epochs=1, duplicate_of=0)
+    assert dup.candidate_epochs == 0 and not dup.trained
