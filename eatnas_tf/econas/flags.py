@@ -9,13 +9,13 @@ from __future__ import annotations
 from absl import flags
 
 from eatnas_tf.econas import proxy as proxy_lib
-from eatnas_tf.econas.config import MUTATIONS, EcoNASConfig
+from eatnas_tf.econas.config import DEAD_RULES, LR_SPANS, MUTATIONS, EcoNASConfig
 
 
 def define_flags(fv=flags.FLAGS) -> None:
     """--econas_epochs --econas_mutations --econas_promote1 --econas_promote2
     --econas_cycles --econas_proxy --econas_level_weights --econas_mutation
-    --econas_lifespan (idempotent)."""
+    --econas_lifespan --econas_dead --econas_lr_span (idempotent)."""
     if "econas_epochs" in fv:
         return
     d = EcoNASConfig()
@@ -36,7 +36,16 @@ def define_flags(fv=flags.FLAGS) -> None:
     flags.DEFINE_enum("econas_mutation", d.mutation, list(MUTATIONS), "one: one field of one "
                       "block (AmoebaNet-style); transform: EAT-NAS Alg. 3.", flag_values=fv)
     flags.DEFINE_integer("econas_lifespan", d.lifespan, "Remove models older than N cycles "
-                         "(0: only failed ones die).", flag_values=fv)
+                         "(0: only failed ones die); only with --econas_dead=aging.",
+                         flag_values=fv)
+    flags.DEFINE_enum("econas_dead", d.dead, list(DEAD_RULES), "Alg. 1 line 26: unpromoted "
+                      "(paper: the models of P_E and P_2E not promoted this cycle leave the "
+                      "pools; P_3E keeps its new arrivals and the best --topk) or aging "
+                      "(failed ones, and --econas_lifespan).", flag_values=fv)
+    flags.DEFINE_enum("econas_lr_span", d.lr_span, list(LR_SPANS), "With --lr_schedule="
+                      "cosine: final (one cosine over 3E, continued across promotions, "
+                      "paper A5.1/A5.2) or stage (re-annealed within each E epochs).",
+                      flag_values=fv)
 
     def proxy_ok(v):
         try:
@@ -67,4 +76,5 @@ def config_from_flags(fv=flags.FLAGS) -> EcoNASConfig:
                         promote1=fv.econas_promote1, promote2=fv.econas_promote2,
                         cycles=fv.econas_cycles, proxy=fv.econas_proxy,
                         level_weights=weights, mutation=fv.econas_mutation,
-                        lifespan=fv.econas_lifespan)
+                        lifespan=fv.econas_lifespan, dead=fv.econas_dead,
+                        lr_span=fv.econas_lr_span)

@@ -18,9 +18,9 @@ How it maps onto the runner (`search.runner`):
     has `continue_from` = the id of the model's latest record, and the runner resumes the
     trainer from that record's kept per-epoch checkpoint (`trainer.train(checkpoint_dir=...,
     keep_checkpoint=True)`), so E → 2E continues the same weights and optimiser state and
-    the trainer's `resumed_from_epoch` is E. Use a constant learning rate (as the flagfiles
-    do): the trainer's schedules are set by `epochs`, so a cosine schedule would differ
-    between "E then E more" and a straight 2E run.
+    the trainer's `resumed_from_epoch` is E. The LR schedule spans a fixed number of
+    epochs whatever the continuation (see "learning rate" below), so "E then E more"
+    equals a straight 2E run of the same schedule.
   * the proxy's c, r, s (`--econas_proxy`, e.g. c4r4s0) are applied to each request by
     `adapt_request` (reduced stem/head in the request's `ArchSpec`, reduced image size and
     training samples in its data config); the record keeps the full architecture in text
@@ -37,10 +37,31 @@ Choices the paper leaves open (all `EcoNASConfig` fields, flags in `econas.flags
     (AmoebaNet's rules without the identity mutation, §4.2); "transform" is EAT-NAS'
     Alg. 3 (every block changes one field). Children are redrawn until they are new,
     valid in the space and reducible by the proxy.
-  * dead models: a failed evaluation (broken, out of memory, diverged loss) never joins a
-    population, and a promotion that fails removes the model. With `--econas_lifespan=L`
-    models older than L cycles are removed too (regularized evolution's aging, the paper's
-    reference [23] for "dead"); 0 keeps them.
+  * dead models (`--econas_dead`, Alg. 1 line 26): a failed evaluation (broken, out of
+    memory, diverged loss) never joins a population, and a promotion that fails removes
+    the model. "unpromoted" (the paper, set by flags/econas_search.cfg) then removes, at
+    the end of every cycle, each model of P_E and P_2E that was not promoted in it: P_E
+    and P_2E end a cycle empty, so the promotions see only that cycle's models (16 new
+    ones in P_E, 8 in P_2E: §A5.1 "no more than half of the networks in the P_20 and P_40
+    set will get chance to be continually trained"). P_3E keeps that cycle's N_2 arrivals
+    plus the best `topk` of its older members, so |P_3E| after cycle k is
+    N_2 + min(topk, |P_3E| after k-1) and its top-k is the top-k of every model that ever
+    reached 3E (the paper retrains "top-5 models from P_60"). Removed models stay in the
+    records (the paper's *history*); their checkpoints are dropped. When a removal would
+    leave no live model (N_2 = 0, or every promotion failed), the highest non-empty level
+    is kept as it is so the next cycle has parents. The initial population (cycle 0) is
+    never pruned: cycle 1's N_1 promotions pick from all N_init + N_0 models of P_E.
+    "aging" (the earlier default) removes only failed models, plus, with
+    `--econas_lifespan=L`, models older than L cycles (regularized evolution's aging, the
+    paper's reference [23] for "dead"); L = 0 keeps them.
+  * learning rate (`--econas_lr_span`, with `--lr_schedule=cosine`): "final" defines one
+    cosine over the complete reduced setting's 3E epochs (A5.1: "the complete reduce
+    setting is c4r4s0e60"; A5.2: the cosine "still finishes a completed cosine cycle
+    within the reduced epochs"): every training gets `schedule_epochs=3E`, so a model in
+    P_E stopped at E has run the first third of it, and a promotion, which resumes the
+    optimiser's step counter from the checkpoint, continues the same curve (its first
+    step's LR is the schedule's value at step E × steps_per_epoch). "stage" re-anneals
+    within each E epochs instead (SGDR, period E, no growth).
 """
 
 from __future__ import annotations
@@ -100,6 +121,7 @@ class EcoNAS(Strategy):
         self._done_in_phase = 0
         self._pending: Optional[Dict[str, Any]] = None
         self._history: List[Dict[str, Any]] = []
+        self._arrived3: List[int] = []  # ids that joined P_3E in the running cycle
 
     # -- helpers --------------------------------------------------------------------------
     def _reducible(self, arch: ArchSpec) -> bool:
@@ -181,8 +203,11 @@ class EcoNAS(Strategy):
         self._done_in_phase = 0
 
     def _end_cycle(self) -> None:
-        """Line 26: remove the dead (aged out, with a lifespan); log the cycle."""
-        if self.eco.lifespan:
+        """Line 26: remove the dead (see `--econas_dead` in the module docstring); log."""
+        if self.eco.dead == "unpromoted":
+            if self.cycle >= 1:
+                self._remove_unpromoted()
+        elif self.eco.lifespan:
             for i, level in enumerate(self.levels):
                 keep = []
                 for r in level:
@@ -191,7 +216,23 @@ class EcoNAS(Strategy):
                     else:
                         keep.append(r)
                 self.levels[i] = keep
+        self._arrived3 = []
         self._log_cycle()
+
+    def _remove_unpromoted(self) -> None:
+        arrived = set(self._arrived3)
+        new3 = [r for r in self.levels[2] if r.id in arrived]
+        elite = self._rank([r for r in self.levels[2] if r.id not in arrived])
+        elite = elite[:self.config.topk]
+        kept3 = sorted(new3 + elite, key=lambda r: r.id)
+        if not kept3:
+            # Nothing reached 3E: keep the highest non-empty level so the next cycle
+            # still has parents (the module docstring).
+            return
+        kept_ids = {r.id for r in kept3}
+        self.dead.extend(r.id for r in self.levels[0] + self.levels[1] + self.levels[2]
+                         if r.id not in kept_ids)
+        self.levels = [[], [], kept3]
 
     def propose(self) -> Optional[Proposal]:
         if self.finished():
@@ -245,6 +286,8 @@ class EcoNAS(Strategy):
         self.levels[src_level] = [r for r in self.levels[src_level] if r.id != pending["src"]]
         if ok:
             self.levels[pending["level"] - 1].append(record)
+            if pending["level"] == 3:
+                self._arrived3.append(record.id)
         else:
             self.dead.append(record.id)
 
@@ -302,10 +345,26 @@ class EcoNAS(Strategy):
 
     # -- what the runner trains -----------------------------------------------------------
     def adapt_request(self, req, proposal: Proposal):
-        """The request with the proxy's c (arch channels), r and s (data) applied; its
-        epochs are the proposal's (E, 2E, 3E)."""
+        """The request with the proxy's c (arch channels), r and s (data) applied, and a
+        cosine LR laid over the promotions (`lr_span`); its epochs are the proposal's
+        (E, 2E, 3E)."""
+        train = self.train_config(req.train)
+        if train != req.train:
+            req = dataclasses.replace(req, train=train)
         if self.proxy.c == 0 and self.proxy.r == 0 and self.proxy.s == 0:
             return req
         arch = proxy_lib.reduce_arch(self.proxy, proposal.arch)
         data = proxy_lib.reduce_data(self.proxy, req.data)
         return dataclasses.replace(req, arch=arch, data=data)
+
+    def train_config(self, train):
+        """`train` (a `TrainConfig` of E, 2E or 3E epochs) with the cosine over the
+        promotions: lr_span "final" spans 3E epochs (continued by each promotion), "stage"
+        restarts every E epochs. Other schedules are returned unchanged."""
+        if train.lr_schedule != "cosine":
+            return train
+        E = self.eco.epochs
+        if self.eco.lr_span == "final":
+            return train.replace(schedule_epochs=3 * E)
+        return train.replace(lr_schedule="cosine_restarts", restart_epochs=float(E),
+                             restart_mult=1.0, schedule_epochs=None)

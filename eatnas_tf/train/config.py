@@ -42,6 +42,10 @@ class TrainConfig:
       seed: `keras.utils.set_random_seed` seed (initialisation, dropout).
       validate_every: evaluate on the validation set every N epochs (the last epoch always).
       nesterov: Nesterov momentum.
+      schedule_epochs: the number of epochs the LR schedule (and its warm-up-free part)
+        spans; None: `epochs`. Set larger than `epochs` to stop a run partway along a
+        longer schedule that a continuation (resumed checkpoint, more `epochs`) carries on
+        (EcoNAS: one cosine over 3E, trained E, then continued to 2E and 3E).
     """
 
     epochs: int = 1
@@ -64,6 +68,7 @@ class TrainConfig:
     seed: int = 0
     validate_every: int = 1
     nesterov: bool = False
+    schedule_epochs: Optional[float] = None
 
     def __post_init__(self):
         if self.lr_schedule not in LR_SCHEDULES:
@@ -80,13 +85,15 @@ class TrainConfig:
             "bn_recalibration_batches": self.bn_recalibration_batches >= 0,
             "steps_per_epoch": self.steps_per_epoch is None or self.steps_per_epoch >= 1,
             "validate_every": self.validate_every >= 1,
+            "schedule_epochs": self.schedule_epochs is None or self.schedule_epochs > 0,
         }
         allowed = {"epochs": ">= 1", "batch_size": ">= 1", "learning_rate": "> 0",
                    "momentum": "[0, 1)", "weight_decay": ">= 0", "lr_end": ">= 0",
                    "restart_epochs": "> 0", "restart_mult": ">= 1", "lr_power": "> 0",
                    "warmup_epochs": "[0, epochs)", "label_smoothing": "[0, 1)",
                    "aux_weight": ">= 0", "bn_recalibration_batches": ">= 0",
-                   "steps_per_epoch": ">= 1 or None", "validate_every": ">= 1"}
+                   "steps_per_epoch": ">= 1 or None", "validate_every": ">= 1",
+                   "schedule_epochs": "> 0 or None"}
         for name, ok in checks.items():
             if not ok:
                 raise ValueError(f"{name}: received {getattr(self, name)!r}; allowed values: "

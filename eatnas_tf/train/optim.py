@@ -11,7 +11,9 @@ counter drives them and a resumed run continues where it stopped:
   polynomial       lr_end + (lr - lr_end)·(1 - t)^power (paper: ImageNet, 0.1 → 1e-4)
 
 each with an optional linear warm-up from 0 over `warmup_epochs` (the schedule then runs
-over the remaining steps).
+over the remaining steps). "The run" is `schedule_epochs` epochs when set (a run may stop
+partway and be continued from its checkpoint: the optimiser's step counter is restored,
+so the LR carries on along the same curve), else `epochs`.
 
 Weight decay is *coupled* L2, as in the paper's PyTorch/TF setting: the gradient of every
 conv / dense kernel gets `+ weight_decay × w` before the momentum update (the same as
@@ -85,8 +87,9 @@ class EpochSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
 def make_schedule(config: TrainConfig, steps_per_epoch: int) -> EpochSchedule:
     """`config`'s schedule for `steps_per_epoch` optimiser steps per epoch."""
+    span = config.schedule_epochs if config.schedule_epochs is not None else config.epochs
     return EpochSchedule(
-        config.lr_schedule, config.learning_rate, config.epochs * steps_per_epoch,
+        config.lr_schedule, config.learning_rate, int(round(span * steps_per_epoch)),
         lr_end=config.lr_end, warmup_steps=int(round(config.warmup_epochs * steps_per_epoch)),
         restart_steps=int(round(config.restart_epochs * steps_per_epoch)),
         restart_mult=config.restart_mult, power=config.lr_power)

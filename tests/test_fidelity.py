@@ -1,0 +1,245 @@
+"""Fidelity to the papers (issue 19): EcoNAS' dead-model removal and cosine LR across
+promotions, EAT-NAS' architecture-only ImageNet transfer and the two-stage paper run,
+Γ = "normal" initialisation, EPNAS' Nesterov prediction, Eq. 1 / Eq. 3 exponents."""
+
+import json
+import math
+import os
+import random
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from eatnas_tf.arch import codec
+from eatnas_tf.arch import space as space_lib
+from eatnas_tf.data.datasets import DataConfig
+from eatnas_tf.econas.config import EcoNASConfig
+from eatnas_tf.search.record import CandidateRecord
+from eatnas_tf.search.strategy import SearchConfig, make_strategy
+from eatnas_tf.train.config import TrainConfig
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FLAGS_DIR = os.path.join(ROOT, "flags")
+DIGITS = space_lib.get_space("digits")
+
+
+def _flagfile(name):
+    """{flag: value} of a flagfile (its own lines; includes not followed)."""
+    out = {}
+    for line in open(os.path.join(FLAGS_DIR, name)):
+        line = line.strip()
+        if not line.startswith("--"):
+            continue
+        k, _, v = line[2:].partition("=")
+        out[k] = v
+    return out
+
+
+# -- 1. EcoNAS: dead models out of the sampling pools -------------------------------------------
+def _drive(strategy, fail_ids=()):
+    """Plays the runner: fake accuracies from the arch hash, growing with epochs."""
+    out = []
+    while not strategy.finished():
+        p = strategy.propose()
+        if p is None:
+            break
+        h = codec.canonical_hash(p.arch)
+        cid = len(out)
+        acc = 0.3 + 0.5 * (int(h, 16) % 997) / 997 + 0.01 * (p.epochs or 0)
+        ok = cid not in fail_ids
+        rec = CandidateRecord(id=cid, arch=codec.to_text(p.arch), hash=h, origin=p.origin,
+                              status="ok" if ok else "failed", val_acc=acc if ok else None,
+                              score=acc if ok else None, epochs=p.epochs,
+                              continue_from=p.continue_from,
+                              resumed_from_epoch=(p.info.get("from_epochs") or 0),
+                              info=dict(p.info))
+        out.append(rec)
+        strategy.observe(rec)
+    return out
+
+
+def _econas(eco, population=6, topk=2, seed=0):
+    return make_strategy("econas", DIGITS,
+                         SearchConfig(population=population, sample=2, inherit=False,
+                                      max_candidates=10000, topk=topk),
+                         random.Random(seed), options=eco)
+
+
+def test_econas_unpromoted_models_leave_the_pools_paper_arithmetic():
+    N_init, N0, N1, N2, C, topk = 6, 4, 2, 1, 5, 2
+    eco = EcoNASConfig(epochs=1, mutations=N0, promote1=N1, promote2=N2, cycles=C,
+                       proxy="c0r0s0", dead="unpromoted")
+    s = _econas(eco, population=N_init, topk=topk)
+    recs = _drive(s)
+    by_id = {r.id: r for r in recs}
+    # every cycle: N0 children, N1 promotions to 2E, N2 to 3E
+    per_cycle = ["mutation"] * N0 + ["promote2"] * N1 + ["promote3"] * N2
+    assert [r.origin for r in recs] == ["random"] * N_init + per_cycle * C
+    # pool sizes after k cycles: P_E and P_2E empty, |P_3E|_k = N2 + min(topk, |P_3E|_k-1)
+    rows = {h["cycle"]: h for h in s.history()}
+    p3 = [0]
+    for k in range(1, C + 1):
+        p3.append(N2 + min(topk, p3[-1]))
+    assert [rows[k]["size_P1"] for k in range(C + 1)] == [N_init] + [0] * C
+    assert [rows[k]["size_P2"] for k in range(C + 1)] == [0] * (C + 1)
+    assert [rows[k]["size_P3"] for k in range(C + 1)] == p3 == [0, 1, 2, 3, 3, 3]
+    start = N_init
+    for k in range(1, C + 1):
+        cyc = recs[start:start + len(per_cycle)]
+        start += len(per_cycle)
+        children = cyc[:N0]
+        # promotions pick only from this cycle's P_E (cycle 1: also the initial models)...
+        pool1 = children + (recs[:N_init] if k == 1 else [])
+        top1 = sorted(pool1, key=lambda r: (-r.score, r.id))[:N1]
+        assert [r.continue_from for r in cyc[N0:N0 + N1]] == [r.id for r in top1]
+        # ... and from this cycle's arrivals in P_2E
+        top2 = sorted(cyc[N0:N0 + N1], key=lambda r: (-r.score, r.id))[:N2]
+        assert [r.continue_from for r in cyc[N0 + N1:]] == [r.id for r in top2]
+        # after cycle 1 the parents come from P_3E (P_E, P_2E were emptied) or are this
+        # cycle's earlier children (Alg. 1 line 16 adds each child to P_E at once)
+        if k > 1:
+            for c in children:
+                parent = by_id[c.info["selected"]]
+                assert parent.origin == "promote3" or parent in children
+    # the final top-k is drawn from P_3E and is the top-k of every model that reached 3E
+    reached3 = sorted((r for r in recs if r.origin == "promote3"),
+                      key=lambda r: (-r.score, r.id))
+    final = s.final_population()
+    assert all(r.origin == "promote3" for r in final)
+    assert [r.id for r in s.topk()] == [r.id for r in reached3[:topk]]
+    summary = s.summary()
+    assert summary["P1"] == [] and summary["P2"] == []
+    # the removed models stay in the records (history) and no checkpoint is kept for them
+    assert len(s.records) == len(recs)
+    assert s.live_ids() == []
+    removed = set(summary["dead"])
+    assert removed.isdisjoint(summary["P3"])
+    assert {r.id for r in recs[:N_init]} - {r.continue_from for r in recs} <= removed
+
+
+def test_econas_paper_numbers_and_old_rule_still_reachable():
+    # the paper's cycle on the strategy's arithmetic (no training): 50 + 16 -> 8 -> 4
+    eco = EcoNASConfig(epochs=1, mutations=16, promote1=8, promote2=4, cycles=3,
+                       proxy="c0r0s0", dead="unpromoted")
+    s = _econas(eco, population=50, topk=5)
+    _drive(s)
+    assert [h["size_P3"] for h in s.history()] == [0, 4, 8, 9]
+    assert [h["size_P1"] for h in s.history()] == [50, 0, 0, 0]
+    # "aging" with lifespan 0 is the earlier behaviour: P_E grows by 16 - 8 a cycle
+    old = _econas(EcoNASConfig(epochs=1, mutations=16, promote1=8, promote2=4, cycles=3,
+                               proxy="c0r0s0", dead="aging"), population=50, topk=5)
+    _drive(old)
+    assert [h["size_P1"] for h in old.history()] == [50, 58, 66, 74]
+    assert [h["size_P2"] for h in old.history()] == [0, 4, 8, 12]
+    with pytest.raises(ValueError, match="econas_dead: received 'x'; allowed values"):
+        EcoNASConfig(dead="x")
+
+
+def test_econas_unpromoted_without_p3_keeps_parents():
+    # N_2 = 0: nothing reaches 3E; the search keeps P_2E as its parents instead of stopping
+    eco = EcoNASConfig(epochs=1, mutations=2, promote1=1, promote2=0, cycles=3,
+                       proxy="c0r0s0", dead="unpromoted")
+    s = _econas(eco, population=3, topk=1)
+    recs = _drive(s)
+    assert s.cycle == 3 and sum(r.origin == "mutation" for r in recs) == 6
+
+
+def test_paper_flagfile_uses_removal_cosine_and_cutout():
+    f = _flagfile("econas_search.cfg")
+    assert f["econas_dead"] == "unpromoted"
+    assert f["lr_schedule"] == "cosine" and f["econas_lr_span"] == "final"
+    assert float(f["learning_rate"]) == 0.025 and float(f["lr_end"]) == 0.001
+    assert f["batch_size"] == "384" and "cutout" in f["augment"].split(",")
+    assert "econas_lifespan" not in f
+
+
+# -- 2. EcoNAS: cosine over 3E, continued across promotions ---------------------------------------
+def _cosine(step, total, hi=0.025, lo=0.001):
+    return lo + 0.5 * (hi - lo) * (1 + math.cos(math.pi * min(step / total, 1.0)))
+
+
+def test_econas_train_config_spans_3e_or_restarts():
+    from eatnas_tf.train import optim
+
+    E, spe = 4, 5
+    s = _econas(EcoNASConfig(epochs=E, proxy="c0r0s0"))
+    base = TrainConfig(epochs=2 * E, learning_rate=0.025, lr_end=0.001, lr_schedule="cosine")
+    t = s.train_config(base)
+    assert t.schedule_epochs == 3 * E and t.epochs == 2 * E
+    sched = optim.make_schedule(t, spe)
+    for step in (0, E * spe - 1, E * spe, 2 * E * spe, 3 * E * spe - 1):
+        assert float(sched(step)) == pytest.approx(_cosine(step, 3 * E * spe), rel=1e-5)
+    assert float(sched(3 * E * spe)) == pytest.approx(0.001, rel=1e-5)
+    # "stage": re-annealed within each E epochs
+    st = _econas(EcoNASConfig(epochs=E, proxy="c0r0s0", lr_span="stage")).train_config(base)
+    sched = optim.make_schedule(st, spe)
+    assert float(sched(E * spe)) == pytest.approx(0.025, rel=1e-5)
+    assert float(sched(E * spe - 1)) == pytest.approx(_cosine(E * spe - 1, E * spe), rel=1e-5)
+    # a constant LR (other flagfiles) is left alone
+    const = TrainConfig(epochs=E)
+    assert s.train_config(const) is const
+
+
+@pytest.fixture(scope="module")
+def deterministic():
+    import tensorflow as tf
+    from tensorflow.python.framework import config as tf_config
+
+    was = tf_config.is_op_determinism_enabled()
+    tf.config.experimental.enable_op_determinism()
+    yield
+    if not was:
+        tf_config.disable_op_determinism()
+
+
+def test_cosine_continues_across_promotion_checkpoint(tmp_path, deterministic):
+    """E then E more from the checkpoint: the LR at the first step of 2E is the 3E cosine's
+    value there, and the weights equal a straight 2E run of the same schedule."""
+    from eatnas_tf.model.builder import build_model
+    from eatnas_tf.search.evaluate import EvalRequest, cached_data, macro_for
+    from eatnas_tf.search.strategy import Proposal
+    from eatnas_tf.train import optim
+    from eatnas_tf.train import trainer as trainer_lib
+
+    E, spe = 1, 3
+    s = _econas(EcoNASConfig(epochs=E, proxy="c0r0s0"))
+    arch = DIGITS.sample(random.Random(0))
+    data_cfg = DataConfig("digits", batch_size=64, max_train_examples=192)
+    bundle = cached_data(data_cfg)
+    macro = macro_for(DIGITS, bundle)
+    train = TrainConfig(epochs=E, learning_rate=0.025, lr_end=0.001, lr_schedule="cosine",
+                        steps_per_epoch=spe, seed=5)
+    ck = str(tmp_path / "ck")
+
+    def run(epochs, ckpt):
+        req = EvalRequest(arch=arch, space="digits", data=data_cfg,
+                          train=train.replace(epochs=epochs), checkpoint_dir=ckpt)
+        cfg = s.adapt_request(req, Proposal(arch, epochs=epochs)).train
+        assert cfg.schedule_epochs == 3 * E and cfg.epochs == epochs
+        return trainer_lib.train(lambda: build_model(arch, macro), bundle, cfg,
+                                 checkpoint_dir=ckpt, keep_checkpoint=ckpt is not None)
+
+    total = 3 * E * spe
+    e1 = run(E, ck)
+    e2 = run(2 * E, ck)
+    straight = run(2 * E, None)
+    assert e1.record["resumed_from_epoch"] == 0 and e2.record["resumed_from_epoch"] == E
+    assert e2.record["steps"] == straight.record["steps"] == 2 * E * spe
+    # lr_curve holds the optimiser's LR after each epoch, i.e. the LR its next step uses:
+    # the first step of 2E (step E × spe, the restored counter) runs at the 3E cosine's
+    # value there, not a restart at 0.025 nor the end value 0.001
+    first_2e = _cosine(E * spe, total)
+    assert 0.001 < first_2e < 0.025
+    assert e1.record["lr_curve"][-1] == pytest.approx(first_2e, rel=1e-4)
+    sched = optim.make_schedule(s.train_config(train.replace(epochs=2 * E)), spe)
+    assert float(sched(E * spe)) == pytest.approx(first_2e, rel=1e-5)
+    # the continuation's curve (the checkpoint's epochs, then its own) is the straight run's
+    curve = [first_2e, _cosine(2 * E * spe, total)]
+    assert e2.record["lr_curve"] == pytest.approx(curve, rel=1e-4)
+    assert straight.record["lr_curve"] == pytest.approx(curve, rel=1e-4)
+    for name, ws in straight.weights.items():
+        for a, b in zip(ws, e2.weights[name]):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
