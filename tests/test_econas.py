@@ -17,7 +17,8 @@ from eatnas_tf.data.datasets import DataConfig
 from eatnas_tf.econas import calibration, rank
 from eatnas_tf.econas import proxy as proxy_lib
 from eatnas_tf.econas.proxy import PAPER_NAMES, PAPER_TABLE1, Proxy, reduce_value
-from eatnas_tf.search import econas
+from eatnas_tf.econas.config import EcoNASConfig
+from eatnas_tf.search.record import CandidateRecord
 from eatnas_tf.search.strategy import SearchConfig, make_strategy
 from eatnas_tf.train.config import TrainConfig
 
@@ -215,7 +216,7 @@ def test_calibration_resumes_and_recommends(tmp_path, monkeypatch):
 
 
 # -- the strategy alone (no training) ---------------------------------------------------------
-ECO = econas.EcoNASConfig(epochs=2, mutations=3, promote1=2, promote2=1, cycles=2,
+ECO = EcoNASConfig(epochs=2, mutations=3, promote1=2, promote2=1, cycles=2,
                           proxy="c2r0s0")
 
 
@@ -230,11 +231,12 @@ def _drive(strategy, fail_ids=()):
         cid = len(out)
         acc = 0.3 + 0.5 * (int(h, 16) % 997) / 997 + 0.01 * (p.epochs or 0)
         ok = cid not in fail_ids
-        rec = {"id": cid, "arch": codec.to_text(p.arch), "hash": h, "origin": p.origin,
-               "status": "ok" if ok else "failed", "val_acc": acc if ok else None,
-               "score": acc if ok else None, "epochs": p.epochs, "continue_from": p.continue_from,
-               "resumed_from_epoch": (p.info.get("from_epochs") or 0), "duplicate_of": None,
-               "info": dict(p.info)}
+        rec = CandidateRecord(id=cid, arch=codec.to_text(p.arch), hash=h, origin=p.origin,
+                              status="ok" if ok else "failed", val_acc=acc if ok else None,
+                              score=acc if ok else None, epochs=p.epochs,
+                              continue_from=p.continue_from,
+                              resumed_from_epoch=(p.info.get("from_epochs") or 0),
+                              info=dict(p.info))
         out.append(rec)
         strategy.observe(rec)
     return out
@@ -243,39 +245,39 @@ def _drive(strategy, fail_ids=()):
 def _strategy(seed=0, **kw):
     return make_strategy("econas", DIGITS, SearchConfig(population=4, sample=2, inherit=False,
                                                         max_candidates=1000),
-                         random.Random(seed), econas=kw.pop("econas", ECO))
+                         random.Random(seed), options=kw.pop("econas", ECO))
 
 
 def test_strategy_follows_algorithm_1():
     s = _strategy()
     recs = _drive(s)
     cycle = ["mutation"] * 3 + ["promote2"] * 2 + ["promote3"]
-    assert [r["origin"] for r in recs] == ["random"] * 4 + cycle * 2
-    assert [r["epochs"] for r in recs] == [2] * 4 + ([2] * 3 + [4] * 2 + [6]) * 2
-    by_id = {r["id"]: r for r in recs}
+    assert [r.origin for r in recs] == ["random"] * 4 + cycle * 2
+    assert [r.epochs for r in recs] == [2] * 4 + ([2] * 3 + [4] * 2 + [6]) * 2
+    by_id = {r.id: r for r in recs}
     # cycle 1: the top-2 of P_E (the 4 initial + 3 children) continue to 2E ...
     first_pe = recs[:7]
-    top2 = sorted(first_pe, key=lambda r: (-r["score"], r["id"]))[:2]
-    assert [r["continue_from"] for r in recs[7:9]] == [r["id"] for r in top2]
+    top2 = sorted(first_pe, key=lambda r: (-r.score, r.id))[:2]
+    assert [r.continue_from for r in recs[7:9]] == [r.id for r in top2]
     # ... then the best of P_2E to 3E, continuing its 2E record (same architecture)
-    src = by_id[recs[9]["continue_from"]]
-    assert src["origin"] == "promote2" and src["hash"] == recs[9]["hash"]
-    assert recs[9]["continue_from"] == max(recs[7:9], key=lambda r: r["score"])["id"]
+    src = by_id[recs[9].continue_from]
+    assert src.origin == "promote2" and src.hash == recs[9].hash
+    assert recs[9].continue_from == max(recs[7:9], key=lambda r: r.score).id
     summary = s.summary()
     # P_E: 4 + 3 + 3 new - 2 - 2 promoted; P_2E: (2 - 1) + (2 - 1); P_3E: 1 + 1
     assert [len(summary[k]) for k in ("P2", "P4", "P6")] == [6, 2, 2]
-    assert {r["id"] for r in s.final_population()} == set(summary["P6"])
+    assert {r.id for r in s.final_population()} == set(summary["P6"])
     assert summary["candidate_epochs"] == 10 * 2 + 4 * 2 + 2 * 2
-    assert all(r["info"]["proxy"].startswith("c2r0s0e") for r in recs)
+    assert all(r.info["proxy"].startswith("c2r0s0e") for r in recs)
     # only P_E and P_2E members may still be continued: their checkpoints are kept
     assert set(s.live_ids()) == set(summary["P2"]) | set(summary["P4"])
     # children are new architectures, mutated from a live model by one field of one block
-    assert len({r["hash"] for r in recs if r["origin"] != "promote2"
-                and r["origin"] != "promote3"}) == 10
+    assert len({r.hash for r in recs if r.origin != "promote2"
+                and r.origin != "promote3"}) == 10
     for r in recs:
-        if r["origin"] == "mutation":
-            parent = codec.parse_arch(by_id[r["info"]["selected"]]["arch"])
-            child = codec.parse_arch(r["arch"])
+        if r.origin == "mutation":
+            parent = codec.parse_arch(by_id[r.info["selected"]].arch)
+            child = codec.parse_arch(r.arch)
             diff = [(a, b) for a, b in zip(parent.blocks, child.blocks) if a != b]
             assert len(diff) == 1
     assert [h["cycle"] for h in s.history()] == [0, 1, 2]
@@ -283,8 +285,8 @@ def test_strategy_follows_algorithm_1():
 
 def test_strategy_is_deterministic_and_replayable():
     a, b = _drive(_strategy(3)), _drive(_strategy(3))
-    assert [r["hash"] for r in a] == [r["hash"] for r in b]
-    assert [r["hash"] for r in a] != [r["hash"] for r in _drive(_strategy(4))]
+    assert [r.hash for r in a] == [r.hash for r in b]
+    assert [r.hash for r in a] != [r.hash for r in _drive(_strategy(4))]
 
 
 def test_dead_models_are_removed():
@@ -293,9 +295,9 @@ def test_dead_models_are_removed():
     summary = s.summary()
     assert summary["dead"] == [1, 7]
     live = set(summary["P2"]) | set(summary["P4"]) | set(summary["P6"])
-    assert 1 not in live and recs[7]["continue_from"] not in live and 7 not in live
+    assert 1 not in live and recs[7].continue_from not in live and 7 not in live
     # aging: with a lifespan of 1 cycle the initial models die at the end of cycle 1
-    s = _strategy(econas=econas.EcoNASConfig(epochs=1, mutations=2, promote1=1, promote2=1,
+    s = _strategy(econas=EcoNASConfig(epochs=1, mutations=2, promote1=1, promote2=1,
                                              cycles=2, proxy="c0r0s0", lifespan=1))
     recs = _drive(s)
     assert {0, 1, 2, 3} <= set(s.summary()["dead"])
@@ -303,13 +305,14 @@ def test_dead_models_are_removed():
 
 def test_selection_prefers_higher_levels_and_ranks():
     s = _strategy()
-    s.levels = [[{"id": i, "score": 0.1 * i, "arch": "", "hash": str(i)} for i in range(4)],
-                [{"id": 10, "score": 0.5, "arch": "", "hash": "10"}],
-                [{"id": 20, "score": 0.6, "arch": "", "hash": "20"}]]
+    rec = CandidateRecord
+    s.levels = [[rec(id=i, score=0.1 * i, arch="", hash=str(i)) for i in range(4)],
+                [rec(id=10, score=0.5, arch="", hash="10")],
+                [rec(id=20, score=0.6, arch="", hash="20")]]
     counts = {}
     for _ in range(6000):
         r = s._select_parent()
-        counts[r["id"]] = counts.get(r["id"], 0) + 1
+        counts[r.id] = counts.get(r.id, 0) + 1
     # weights: P_E ranks 4..1 × 2/5 × 1, P_2E 1 × 2, P_3E 1 × 3 (total 9)
     assert counts[3] > counts[2] > counts[1] > counts[0]
     assert counts[20] / 6000 == pytest.approx(3 / 9, abs=0.03)
@@ -318,11 +321,11 @@ def test_selection_prefers_higher_levels_and_ranks():
 
 def test_config_errors():
     with pytest.raises(ValueError, match="without e"):
-        econas.EcoNASConfig(proxy="c4r4s0e60")
+        EcoNASConfig(proxy="c4r4s0e60")
     with pytest.raises(ValueError, match="econas_mutation"):
-        econas.EcoNASConfig(mutation="x")
+        EcoNASConfig(mutation="x")
     with pytest.raises(ValueError, match="proxy c"):
-        econas.EcoNASConfig(proxy="c9r0s0")
+        EcoNASConfig(proxy="c9r0s0")
 
 
 # -- training: promotion continues, the search end to end ----------------------------------------
@@ -342,7 +345,7 @@ def deterministic():
 def test_promotion_continues_from_checkpoint(tmp_path, deterministic):
     from eatnas_tf.search.evaluate import EvalRequest, evaluate
 
-    arch = codec.to_text(_arch())
+    arch = _arch()
     data = DataConfig("digits", batch_size=64, max_train_examples=256)
     train = TrainConfig(epochs=1, learning_rate=0.05, steps_per_epoch=3)
     ck = str(tmp_path / "ck")
@@ -355,13 +358,13 @@ def test_promotion_continues_from_checkpoint(tmp_path, deterministic):
     e1 = run(1, ck)
     e2 = run(2, ck)  # the promotion: the same checkpoint, 2E epochs
     straight = run(2, None)
-    assert e1.record["resumed_from_epoch"] == 0 and e2.record["resumed_from_epoch"] == 1
+    assert e1.record.resumed_from_epoch == 0 and e2.record.resumed_from_epoch == 1
     assert os.path.exists(os.path.join(ck, "state.json"))  # kept for the next promotion
-    assert e2.record["steps"] == straight.record["steps"] == 6
+    assert e2.record.steps == straight.record.steps == 6
     for name, ws in straight.weights.items():
         for a, b in zip(ws, e2.weights[name]):
             np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
-    assert e2.record["val_acc"] == pytest.approx(straight.record["val_acc"])
+    assert e2.record.val_acc == pytest.approx(straight.record.val_acc)
     moved = [n for n, ws in e1.weights.items()
              if any(not np.allclose(a, b) for a, b in zip(ws, e2.weights[n]))]
     assert moved  # the second epoch did train
@@ -369,44 +372,41 @@ def test_promotion_continues_from_checkpoint(tmp_path, deterministic):
 
 def test_econas_search_end_to_end(tmp_path, deterministic):
     from eatnas_tf.search.run_dir import RunDir
-    from eatnas_tf.search.runner import Stage, run_stage
+    from eatnas_tf.search.experiment import Stage
+    from eatnas_tf.search.runner import run_stage
 
-    eco = econas.EcoNASConfig(epochs=1, mutations=1, promote1=1, promote2=1, cycles=1,
-                              proxy="c2r0s0")
-    econas.configure(eco)
-    try:
-        stage = Stage("search", "econas", DIGITS,
-                      DataConfig("digits", batch_size=64, max_train_examples=256),
-                      TrainConfig(epochs=1, learning_rate=0.05, steps_per_epoch=3),
-                      SearchConfig(population=2, sample=2, inherit=False, max_candidates=50,
-                                   alpha=0.0, beta=0.0, topk=1), seed=0)
-        run = RunDir(str(tmp_path / "run"))
-        res = run_stage(run, stage, progress=None, tensorboard=False)
-        recs = res.records
-        assert [r["origin"] for r in recs] == ["random", "random", "mutation", "promote2",
-                                               "promote3"]
-        assert all(r["status"] == "ok" for r in recs)
-        assert [r["epochs"] for r in recs] == [1, 1, 1, 2, 3]
-        assert [r["resumed_from_epoch"] for r in recs] == [0, 0, 0, 1, 2]
-        p2, p3 = recs[3], recs[4]
-        assert p3["continue_from"] == p2["id"] and p2["continue_from"] in (0, 1, 2)
-        src = recs[p2["continue_from"]]
-        assert p2["hash"] == src["hash"] == p3["hash"]
-        assert p2["checkpoint"] == src["checkpoint"] == p3["checkpoint"]
-        assert p2["seed"] == src["seed"]
-        # the proxy's channels were trained: stem 16 -> 8, head 128 -> 64
-        full = codec.parse_arch(src["arch"], **DIGITS.arch_defaults())
-        assert src["params"] < count(full, DIGITS.macro).params
-        red = proxy_lib.reduce_arch(Proxy(2), full)
-        assert src["params"] == count(red, DIGITS.macro).params
-        # checkpoints of models that cannot be continued any more are gone
-        assert not os.path.exists(run.file(p2["checkpoint"]))
-        p_e = res.strategy.summary()["P1"]
-        assert sorted(os.listdir(run.file("ckpt"))) == [f"{i:05d}" for i in sorted(p_e)]
-        assert res.summary()["candidate_epochs"] == 5
-        assert [r["id"] for r in res.strategy.topk()] == [p3["id"]]
-        # resume: everything replays, nothing trains
-        again = run_stage(RunDir(run.path), stage, progress=None, tensorboard=False)
-        assert again.evaluated == 0 and len(again.records) == 5
-    finally:
-        econas.configure(None)
+    eco = EcoNASConfig(epochs=1, mutations=1, promote1=1, promote2=1, cycles=1,
+                       proxy="c2r0s0")
+    stage = Stage("search", "econas", DIGITS,
+                  DataConfig("digits", batch_size=64, max_train_examples=256),
+                  TrainConfig(epochs=1, learning_rate=0.05, steps_per_epoch=3),
+                  SearchConfig(population=2, sample=2, inherit=False, max_candidates=50,
+                               alpha=0.0, beta=0.0, topk=1), seed=0, options=eco)
+    run = RunDir(str(tmp_path / "run"))
+    res = run_stage(run, stage, progress=None, tensorboard=False)
+    recs = res.records
+    assert [r.origin for r in recs] == ["random", "random", "mutation", "promote2",
+                                           "promote3"]
+    assert all(r.status == "ok" for r in recs)
+    assert [r.epochs for r in recs] == [1, 1, 1, 2, 3]
+    assert [r.resumed_from_epoch for r in recs] == [0, 0, 0, 1, 2]
+    p2, p3 = recs[3], recs[4]
+    assert p3.continue_from == p2.id and p2.continue_from in (0, 1, 2)
+    src = recs[p2.continue_from]
+    assert p2.hash == src.hash == p3.hash
+    assert p2.checkpoint == src.checkpoint == p3.checkpoint
+    assert p2.seed == src.seed
+    # the proxy's channels were trained: stem 16 -> 8, head 128 -> 64
+    full = codec.parse_arch(src.arch, **DIGITS.arch_defaults())
+    assert src.params < count(full, DIGITS.macro).params
+    red = proxy_lib.reduce_arch(Proxy(2), full)
+    assert src.params == count(red, DIGITS.macro).params
+    # checkpoints of models that cannot be continued any more are gone
+    assert not os.path.exists(run.file(p2.checkpoint))
+    p_e = res.strategy.summary()["P1"]
+    assert sorted(os.listdir(run.file("ckpt"))) == [f"{i:05d}" for i in sorted(p_e)]
+    assert res.summary()["candidate_epochs"] == 5
+    assert [r.id for r in res.strategy.topk()] == [p3.id]
+    # resume: everything replays, nothing trains
+    again = run_stage(RunDir(run.path), stage, progress=None, tensorboard=False)
+    assert again.evaluated == 0 and len(again.records) == 5

@@ -14,6 +14,7 @@ from eatnas_tf.arch import codec
 from eatnas_tf.arch import space as space_lib
 from eatnas_tf.epnas import actions as A
 from eatnas_tf.epnas import config as epnas_config
+from eatnas_tf.epnas import flags as epnas_flags
 from eatnas_tf.epnas import constraints as C
 from eatnas_tf.epnas import sharing_dict as SD
 
@@ -62,10 +63,10 @@ def test_parse_constraints():
 
 def test_flags_reach_the_config():
     fv = flags.FlagValues()
-    epnas_config.define_flags(fv)
+    epnas_flags.define_flags(fv)
     fv(["prog", "--constraint=madds:1e6:2.5e6", "--constraint=params::2e5,intensity:5:",
         "--epnas_branches=3", "--epnas_mode=block", "--constraint_penalty=0.8"])
-    cfg = epnas_config.from_flags(fv)
+    cfg = epnas_flags.from_flags(fv)
     assert [str(c) for c in cfg.constraints] == ["madds:1e+06:2.5e+06", "params::200000",
                                                  "intensity:5:"]
     assert cfg.constraints[0].p == 0.8 and cfg.branches == 3 and cfg.mode == "block"
@@ -268,20 +269,17 @@ def test_epnas_search_end_to_end_on_digits_and_replay(tmp_path):
     from eatnas_tf.search import epnas as epnas_strategy
     from eatnas_tf.search import runner
     from eatnas_tf.search.run_dir import RunDir
-    from eatnas_tf.search.strategy import SearchConfig, register
+    from eatnas_tf.search.experiment import Stage
+    from eatnas_tf.search.record import CandidateRecord
+    from eatnas_tf.search.strategy import SearchConfig
     from eatnas_tf.train.config import TrainConfig
 
     opt = epnas_config.EpnasConfig(
         constraints=(C.parse_constraint("madds:2e5:1.5e6"),), branches=1, steps=2, episodes=1,
         policy_lr=0.01, predict=True, predict_lr=0.05, predict_epochs=1)
 
-    @register("epnas_test")
-    class _Tiny(epnas_strategy.EPNAS):
-        def __init__(self, space, config, rng):
-            super().__init__(space, config, rng, options=opt)
-
-    stage = runner.Stage(
-        name="search", strategy="epnas_test", space=DIGITS,
+    stage = Stage(
+        name="search", strategy="epnas", space=DIGITS, options=opt,
         data=DataConfig("digits", split="search", val_fraction=0.2, batch_size=64,
                         max_train_examples=256),
         train=TrainConfig(epochs=3, learning_rate=0.05, steps_per_epoch=4,
@@ -289,35 +287,37 @@ def test_epnas_search_end_to_end_on_digits_and_replay(tmp_path):
         config=SearchConfig(population=2, sample=1, max_candidates=50, topk=2), seed=0)
     run = RunDir(str(tmp_path / "run"))
     res = runner.run_stage(run, stage, progress=None, tensorboard=False)
-    recs = run.candidates()
-    assert len(recs) == 2 and all(r["status"] == "ok" for r in recs)
-    assert all(r["origin"] == "epnas" and r["epochs"] == 1 for r in recs)
-    assert [(r["info"]["step"], r["info"]["branch"]) for r in recs] == [(0, 0), (1, 0)]
+    recs = [CandidateRecord.from_json(r) for r in run.candidates()]
+    assert len(recs) == 2 and all(r.ok for r in recs)
+    assert all(r.origin == "epnas" and r.epochs == 1 for r in recs)
+    assert [(r.info["step"], r.info["branch"]) for r in recs] == [(0, 0), (1, 0)]
     # step 1 inherits from the dictionary built from step 0's model, and is its child
-    assert recs[1]["info"]["from"] == recs[0]["arch"]
+    assert recs[1].info["from"] == recs[0].arch
     for r in recs[1:]:
-        assert r["info"]["dictionary"]["donors"] and r["parent_weights"]
-        if r.get("duplicate_of") is None:
-            assert r["inherit"]["copied"] + r["inherit"]["sliced"] > 0
+        assert r.info["dictionary"]["donors"] and r.parent_weights
+        if r.duplicate_of is None:
+            assert r.inherit["copied"] + r.inherit["sliced"] > 0
     strat = res.strategy
     assert len(strat.history()) == 2 and strat._policy.updates == 1 and strat.episode == 1
     state = json.load(open(os.path.join(run.path, "state.json")))["state"]
     pol = state["strategy_state"]["policy"]
-    assert pol["updates"] == 1 and os.path.exists(run.file(pol["file"]))
-    assert strat.topk(1)[0]["id"] in {r["id"] for r in recs}
+    assert pol["updates"] == 1 and os.path.exists(run.file("epnas", pol["file"]))
+    assert not os.path.exists(run.file("shared")) or not os.listdir(run.file("shared"))
+    assert strat.topk(1)[0].id in {r.id for r in recs}
     # replay: same proposals, no training, the same policy weights
     again = runner.run_stage(run, stage, progress=None, tensorboard=False)
     assert again.evaluated == 0
     assert again.strategy._policy.fingerprint() == strat._policy.fingerprint() == pol["fingerprint"]
     # the stored state restores the policy without replay
-    fresh = _Tiny(DIGITS, stage.config, random.Random("other"))
-    fresh.bind_run(run)
+    fresh = epnas_strategy.EPNAS(DIGITS, stage.config, random.Random("other"), options=opt)
+    fresh.bind(runner.run_context(run, fresh))
     fresh.load_state_dict(state["strategy_state"])
     assert fresh.policy.fingerprint() == pol["fingerprint"]
     assert not math.isnan(strat.history()[-1]["mean_reward"])
 
 
 def test_propose_batch_stays_within_a_step_and_matches_sequential():
+    from eatnas_tf.search.record import CandidateRecord
     from eatnas_tf.search.strategy import SearchConfig, make_strategy
 
     opt = epnas_config.EpnasConfig(constraints=(C.parse_constraint("madds:2e5:1.5e6"),),
@@ -325,8 +325,8 @@ def test_propose_batch_stays_within_a_step_and_matches_sequential():
 
     def fake(p, cid):
         c = DIGITS.cost(p.arch)
-        return {"id": cid, "status": "ok", "val_acc": 0.5, "params": c.params,
-                "madds": c.madds, "hash": codec.canonical_hash(p.arch), "score": 0.5}
+        return CandidateRecord(id=cid, status="ok", val_acc=0.5, params=c.params,
+                               madds=c.madds, hash=codec.canonical_hash(p.arch), score=0.5)
 
     def run(k):
         s = make_strategy("epnas", DIGITS, SearchConfig(max_candidates=50),

@@ -22,7 +22,9 @@ from eatnas_tf.data.datasets import DataConfig
 from eatnas_tf.search import executors
 from eatnas_tf.search.evaluate import EvalResult, evaluate
 from eatnas_tf.search.run_dir import RunDir
-from eatnas_tf.search.runner import Stage, run_stage
+from eatnas_tf.search.experiment import Stage
+from eatnas_tf.search.record import CandidateRecord
+from eatnas_tf.search.runner import run_stage
 from eatnas_tf.search.strategy import SearchConfig
 from eatnas_tf.train.config import TrainConfig
 
@@ -35,13 +37,11 @@ KEYS = ("id", "arch", "hash", "parent", "origin", "status", "val_acc", "score")
 def fake_evaluate(req, **kw):
     """No training: val_acc from the architecture hash (tests of the runner's batching)."""
     del kw
-    a = codec.parse_arch(req.arch, **DIGITS.arch_defaults())
-    c = count(a, DIGITS.macro)
-    h = int(codec.canonical_hash(a), 16)
-    return EvalResult(record={"status": "ok", "reason": None, "inherit": None, "seed": req.seed,
-                              "epochs": req.train.epochs, "val_acc": (h % 997) / 997,
-                              "params": c.params, "madds": c.madds, "layers": c.layers,
-                              "wall_s": 0.0, "pid": os.getpid()})
+    c = count(req.arch, DIGITS.macro)
+    h = int(codec.canonical_hash(req.arch), 16)
+    return EvalResult(record=CandidateRecord(
+        status="ok", seed=req.seed, epochs=req.train.epochs, val_acc=(h % 997) / 997,
+        params=c.params, madds=c.madds, layers=c.layers, extra={"pid": os.getpid()}))
 
 
 FAULTS = {4: "raise", 5: "nan", 6: "kill", 7: "kill_once"}
@@ -78,7 +78,8 @@ def _fake_stage(strategy="eat", max_candidates=14):
 
 
 def _essential(records, keys=KEYS):
-    return [{k: r.get(k) for k in keys} for r in records]
+    rows = [r.to_json() if isinstance(r, CandidateRecord) else r for r in records]
+    return [{k: r.get(k) for k in keys} for r in rows]
 
 
 @pytest.fixture
@@ -97,11 +98,11 @@ def test_parallel_batches_are_ordered_and_resumable(tmp_path, k):
     full = run_stage(RunDir(str(tmp_path / "full")), st, executor=ex, parallel=k,
                      progress=None, tensorboard=False)
     recs = full.records
-    assert [r["id"] for r in recs] == list(range(14))
-    assert [r["origin"] for r in recs] == ["random"] * 4 + ["mutation"] * 10
-    assert len({r["hash"] for r in recs}) == 14
+    assert [r.id for r in recs] == list(range(14))
+    assert [r.origin for r in recs] == ["random"] * 4 + ["mutation"] * 10
+    assert len({r.hash for r in recs}) == 14
     for r in recs[4:]:
-        assert r["parent"] < r["id"]
+        assert r.parent < r.id
     assert len(full.strategy.population) == 4  # P stays constant with K tournaments per step
     # the same seed and K: the same candidates
     again = run_stage(RunDir(str(tmp_path / "again")), st, executor=ex, parallel=k,
@@ -132,7 +133,7 @@ def test_parallel_changes_eat_but_not_random(tmp_path):
         for k in (1, 2):
             r = run_stage(RunDir(str(tmp_path / f"{strat}{k}")), _fake_stage(strat), executor=ex,
                           parallel=k, progress=None, tensorboard=False)
-            runs[strat, k] = [x["hash"] for x in r.records]
+            runs[strat, k] = [x.hash for x in r.records]
     assert runs["random", 1] == runs["random", 2]  # draws do not depend on results
     assert runs["eat", 1][:4] == runs["eat", 2][:4]  # same initial population
     assert len(runs["eat", 2]) == 14
@@ -145,15 +146,14 @@ def test_subprocess_executor_recycles_and_orders(tmp_path):
 
     rng = random.Random(0)
     for i in range(7):
-        reqs.append(EvalRequest(arch=codec.to_text(DIGITS.sample(rng)), space="digits",
+        reqs.append(EvalRequest(arch=DIGITS.sample(rng), space="digits",
                                 data=st.data, train=st.train, seed=i))
     with executors.SubprocessExecutor(2, max_tasks_per_worker=2, evaluate_fn=fake_evaluate,
                                       gpus=[]) as ex:
         out = ex.run(reqs)
-        assert [r.record["seed"] for r in out] == list(range(7))
-        assert [r.record["val_acc"] for r in out] == [
-            fake_evaluate(q).record["val_acc"] for q in reqs]
-        assert len({r.record["pid"] for r in out}) >= 4  # recycled every 2 candidates
+        assert [r.record.seed for r in out] == list(range(7))
+        assert [r.record.val_acc for r in out] == [fake_evaluate(q).record.val_acc for q in reqs]
+        assert len({r.record.extra["pid"] for r in out}) >= 4  # recycled every 2 candidates
         assert ex.started >= 4
     assert all(w is None for w in ex._workers)
 
@@ -187,9 +187,9 @@ def test_local_and_subprocess_give_same_candidates(tmp_path, deterministic_ops, 
     sub = _search(tmp_path, "sub", executors.SubprocessExecutor(2, deterministic_ops=True,
                                                                 gpus=[]),
                   population=population, max_candidates=max_candidates)
-    assert all(r["status"] == "ok" for r in local)
+    assert all(r.status == "ok" for r in local)
     n = max_candidates - population
-    assert [r["origin"] for r in local] == ["random"] * population + ["mutation"] * n
+    assert [r.origin for r in local] == ["random"] * population + ["mutation"] * n
     assert _essential(sub) == _essential(local)  # archs, parents, val_acc, score: identical
 
 
@@ -224,17 +224,17 @@ def test_faults_become_failed_candidates(tmp_path, monkeypatch, name):
     finally:
         ex.close()
     assert len(recs) == 8
-    by_id = {r["id"]: r for r in recs}
-    assert by_id[4]["status"] == "failed" and "injected failure" in by_id[4]["reason"]
-    assert by_id[5]["status"] == "failed" and "TrainingDiverged" in by_id[5]["reason"]
+    by_id = {r.id: r for r in recs}
+    assert by_id[4].status == "failed" and "injected failure" in by_id[4].reason
+    assert by_id[5].status == "failed" and "TrainingDiverged" in by_id[5].reason
     for r in recs:
-        if r["status"] == "failed":
-            assert r["reason"] and "\n" not in r["reason"] and r["score"] is None
+        if r.status == "failed":
+            assert r.reason and "\n" not in r.reason and r.score is None
     if name == "subprocess":
-        assert by_id[6]["status"] == "failed"
-        assert "worker died (exit code 7) on all 2 attempts" in by_id[6]["reason"]
-        assert by_id[7]["status"] == "ok" and by_id[7]["worker_retries"] == 1
-    assert all(by_id[i]["status"] == "ok" for i in range(4))
+        assert by_id[6].status == "failed"
+        assert "worker died (exit code 7) on all 2 attempts" in by_id[6].reason
+        assert by_id[7].status == "ok" and by_id[7].worker_retries == 1
+    assert all(by_id[i].status == "ok" for i in range(4))
 
 
 # -- kill -9 -----------------------------------------------------------------------------
@@ -361,6 +361,7 @@ def test_fuzz_search_flags_give_clean_errors(seed):
     from absl import flags as absl_flags
 
     from eatnas_tf import cli
+    from eatnas_tf.search import app
     from eatnas_tf.search import flags as search_flags
 
     rng = random.Random(seed)
@@ -373,9 +374,8 @@ def test_fuzz_search_flags_give_clean_errors(seed):
         argv = ["search", "--run_dir=/nonexistent/never_written", *picked]
         try:
             fv(argv)
-            stage = search_flags.stage_from_flags("search", fv)
-            search_flags.retrain_configs(stage, fv)
-            search_flags.executor_from_flags(fv).close()
+            exp = search_flags.experiment_from_flags("search", fv)
+            app.make_executor(search_flags.runtime_from_flags(fv), exp.parallel).close()
         except cli.USER_ERRORS as e:
             first = str(e).splitlines()[0] if str(e) else ""
             assert first and "Traceback" not in first, (argv, str(e))

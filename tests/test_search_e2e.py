@@ -82,7 +82,8 @@ def test_resume_with_other_flags_refused(smoke_run):
              "--deterministic_ops", "--population=5", check=False)
     assert p.returncode == 2
     lines = p.stderr.strip().splitlines()
-    assert len(lines) == 1 and "population=4" in lines[0] and "allow_flag_change" in lines[0]
+    assert len(lines) == 1 and "stage.search.population 4 -> 5" in lines[0]
+    assert "allow_flag_change" in lines[0]
 
 
 @pytest.mark.parametrize("flag,field", [
@@ -109,3 +110,72 @@ def test_transfer_seeds_population_with_offspring(smoke_run, tmp_path):
     recs = _records(d)
     assert [r["origin"] for r in recs] == ["offspring"] * 4 + ["mutation"]
     assert all(r["stage"] == "transfer" for r in recs)
+
+
+# -- issue 14: behaviour unchanged by the restructuring; resume compares the whole config --
+GOLDEN = os.path.join(ROOT, "tests", "testdata", "smoke_golden_candidates.jsonl")
+WALL_CLOCK = {"wall_s", "train_s", "tracing_s", "images_per_s"}
+
+
+def test_smoke_search_reproduces_golden_candidates(smoke_run):
+    """The golden file was written by the smoke search before the config / record /
+    strategy restructuring; every field but wall-clock times must still be equal."""
+    d, _ = smoke_run
+    with open(GOLDEN) as f:
+        golden = [json.loads(line.replace("<RUN_DIR>", d)) for line in f]
+    got = _records(d)
+    assert len(got) == len(golden)
+    for g, r in zip(golden, got):
+        assert set(g) == set(r)
+        assert {k: v for k, v in g.items() if k not in WALL_CLOCK} == \
+               {k: v for k, v in r.items() if k not in WALL_CLOCK}
+
+
+@pytest.mark.parametrize("flag,key", [
+    ("--label_smoothing=0.1", "stage.train.label_smoothing"),      # training
+    ("--warmup_epochs=0.5", "stage.train.warmup_epochs"),
+    ("--cutout_length=8", "stage.data.cutout_length"),             # data
+    ("--max_train_examples=500", "stage.data.max_train_examples"),
+    ("--population=5", "stage.search.population"),                 # search
+    ("--strategy=random", "stage.strategy"),                       # strategy
+    ("--retrain_epochs=1", "retrain"),
+])
+def test_resume_with_changed_setting_refused(smoke_run, flag, key):
+    d, _ = smoke_run
+    before = open(os.path.join(d, "candidates.jsonl")).read()
+    p = _run("eatnas_tf.search", f"--run_dir={d}", "--flagfile=flags/smoke.cfg",
+             "--deterministic_ops", flag, check=False)
+    assert p.returncode == 2, p.stderr[-2000:]
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and key in lines[0] and "allow_flag_change" in lines[0], lines
+    assert open(os.path.join(d, "candidates.jsonl")).read() == before
+
+
+def test_resume_with_changed_strategy_option_refused(tmp_path):
+    d = str(tmp_path / "eco")
+    _run("eatnas_tf.search", f"--run_dir={d}", "--flagfile=flags/econas_smoke.cfg",
+         "--stop_after=1")
+    n = len(_records(d))
+    p = _run("eatnas_tf.search", f"--run_dir={d}", "--flagfile=flags/econas_smoke.cfg",
+             "--econas_epochs=2", check=False)
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and len(lines) == 1 and "stage.options.epochs" in lines[0]
+    assert len(_records(d)) == n
+
+
+def test_allow_flag_change_goes_on_and_records_the_change(smoke_run, tmp_path):
+    import shutil
+
+    src, _ = smoke_run
+    d = str(tmp_path / "changed")
+    shutil.copytree(src, d)
+    with open(os.path.join(d, "candidates.jsonl")) as f:  # the copy's weights paths
+        text = f.read().replace(src, d)
+    with open(os.path.join(d, "candidates.jsonl"), "w") as f:
+        f.write(text)
+    _run("eatnas_tf.search", f"--run_dir={d}", "--flagfile=flags/smoke.cfg",
+         "--deterministic_ops", "--label_smoothing=0.1", "--allow_flag_change")
+    cfg = json.load(open(os.path.join(d, "config.json")))
+    assert cfg["config"]["stage"]["train"]["label_smoothing"] == 0.1
+    assert cfg["changes"][-1]["changed"]["stage.train.label_smoothing"] == [0.0, 0.1]
+    assert len(_records(d)) == 8  # finished: nothing new trained

@@ -23,6 +23,7 @@ import re
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from eatnas_tf.arch.spec import (
+    BLOCK_FIELDS,
     DEPTHS,
     KERNELS,
     MBV2_BASE_CHANNELS,
@@ -152,8 +153,8 @@ def from_dict(d: Mapping[str, Any], **defaults) -> ArchSpec:
             continue
         if not isinstance(rb, Mapping):
             raise InvalidArchitectureError(f"{where}received {rb!r}; allowed values: an object")
-        missing = {"op", "kernel", "skip", "width", "depth"} - set(rb)
-        extra = set(rb) - {"op", "kernel", "skip", "width", "depth"}
+        missing = set(BLOCK_FIELDS) - set(rb)
+        extra = set(rb) - set(BLOCK_FIELDS)
         if missing or extra:
             raise InvalidArchitectureError(
                 f"{where}keys {sorted(rb)}; allowed keys: op, kernel, skip, width, depth")

@@ -82,6 +82,10 @@ class BlockSpec:
         return EXPANSION[self.op]
 
 
+#: The block fields, in encoding order (the one source of their names).
+BLOCK_FIELDS = tuple(f.name for f in dataclasses.fields(BlockSpec))
+
+
 @dataclasses.dataclass(frozen=True)
 class ArchSpec:
     """A whole network: stem channels, 7 blocks, head channels, channel and shortcut modes.

@@ -18,9 +18,9 @@ from typing import Callable, Iterable, List, Optional
 
 from eatnas_tf.arch import codec
 from eatnas_tf.arch.space import ConstraintViolation, SearchSpace
-from eatnas_tf.arch.spec import ArchSpec, BlockSpec, InvalidArchitectureError
+from eatnas_tf.arch.spec import BLOCK_FIELDS, ArchSpec, BlockSpec, InvalidArchitectureError
 
-FIELDS = ("op", "kernel", "skip", "width", "depth")
+FIELDS = BLOCK_FIELDS
 
 
 def transform_block(block: BlockSpec, space: SearchSpace, rng: random.Random) -> BlockSpec:

@@ -81,7 +81,8 @@ def _score(stage: Stage, record: CandidateRecord) -> Optional[float]:
                            stage.config.alpha, stage.config.beta)
 
 
-def _context(run: RunDir, strategy: Strategy) -> RunContext:
+def run_context(run: RunDir, strategy: Strategy) -> RunContext:
+    """What `strategy` may read of `run` (see `RunContext`)."""
     def weights_path(cid: int) -> str:
         rec = run.candidates()[cid]
         src = rec.get("duplicate_of")
@@ -113,7 +114,7 @@ def run_stage(run: RunDir, stage: Stage, *, executor=None, verbose: int = 0,
     executor = executor or LocalExecutor(verbose=verbose)
     strategy = make_strategy(stage.strategy, stage.space, stage.config,
                              random.Random(f"{stage.seed}:{stage.name}"), options=stage.options)
-    strategy.bind(_context(run, strategy))
+    strategy.bind(run_context(run, strategy))
     prior = [r for r in load_records(run.candidates()) if r.stage == stage.name]
     tb_root = os.path.join(run.file(TB), stage.name)
     if tensorboard:

@@ -24,9 +24,8 @@ import tensorflow as tf
 from tensorboard.plugins.hparams import api as hp
 
 from eatnas_tf.arch import codec
-from eatnas_tf.arch.spec import NUM_BLOCKS, ArchSpec
+from eatnas_tf.arch.spec import BLOCK_FIELDS, NUM_BLOCKS, ArchSpec
 
-BLOCK_FIELDS = ("op", "kernel", "skip", "width", "depth")
 DEFAULT_METRICS = ("val_acc", "val_loss", "test_acc", "params", "madds", "score", "wall_s",
                    "images_per_s")
 
