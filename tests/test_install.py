@@ -89,6 +89,9 @@ def test_lock_one_tensorflow_and_pyproject_pins_agree(python):
     gpu = [Requirement(r) for r in extras["gpu"]]
     assert {_norm(r.name) for r in gpu} == {"tensorflow"}
     assert all(r.specifier.contains(pins["tensorflow"]) for r in gpu)
+    for lock in ("requirements-gpu.lock", "requirements-ray.lock"):
+        assert {n for n in _lock(lock, python) if n in TF_DISTRIBUTIONS} == {"tensorflow"}
+    assert any(n.startswith("nvidia-cudnn") for n in _lock("requirements-gpu.lock", python))
 
 
 def test_requires_python_bounds():
