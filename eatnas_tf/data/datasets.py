@@ -43,8 +43,9 @@ import tensorflow as tf
 
 from eatnas_tf.data import augment as aug
 from eatnas_tf.data import idx
+from eatnas_tf.data.sources import BUILTIN, FORMS, parse_dataset
 
-DATASETS = ("cifar10", "imagenet2012", "fashion_mnist", "mnist", "digits")
+DATASETS = BUILTIN  # the built-in names; `--dataset` also takes the user forms of `FORMS`
 SOURCES = ("auto", "idx", "tfds", "sklearn")
 SPLITS = ("search", "final")
 STREAMED = ("imagenet2012",)
@@ -53,6 +54,10 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 _NATIVE_SIZE = {"cifar10": 32, "imagenet2012": 224, "fashion_mnist": 28, "mnist": 28, "digits": 8}
 _TEST_SPLIT = {"imagenet2012": "validation"}  # ImageNet's test labels are not public
 DIGITS_TEST_FRACTION = 0.2
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                         "Sneaker", "Bag", "Ankle boot")
+_CLASS_NAMES = {"fashion_mnist": FASHION_MNIST_CLASSES, "digits": tuple(str(i) for i in range(10)),
+                "mnist": tuple(str(i) for i in range(10))}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +65,8 @@ class DataConfig:
     """What data a run trains on and how it is prepared.
 
     Attributes:
-      dataset: one of `DATASETS`.
+      dataset: one of `DATASETS`, or the user's data: `folder:DIR`, `tfrecord:GLOB`,
+        `tfds:NAME[/CONFIG][:VERSION]` (sources.py; `FORMS` lists them).
       data_dir: tfds data dir, or the IDX directory for `source="idx"` (None: defaults).
       source: "auto" (IDX reader for fashion_mnist when its files exist, scikit-learn for
         digits, tfds otherwise), "idx", "tfds" or "sklearn".
@@ -77,7 +83,15 @@ class DataConfig:
       split_seed: seed of the train/val cut; fixed so every candidate sees the same split.
       cutout_length: side of the cutout square (paper §4.1: 16).
       manual_dir: ImageNet's manual download dir (default `<data_dir>/downloads/manual`).
-      shuffle_buffer: shuffle buffer of streamed (tfds ImageNet) training data.
+      shuffle_buffer: shuffle buffer of streamed (tfds ImageNet, large TFRecord / tfds
+        user sources) training data.
+      test_fraction: user sources without a test split: share of each class cut off as
+        test (splits.py; val is then `val_fraction` of the rest).
+      split_file: user sources: JSON file holding the train/val/test cut; made on the first
+        load, reused afterwards (the search uses RUN_DIR/data_split.json). None: the cut is
+        made from the seed on every load and not stored.
+      memory_cap_mb: user sources whose images fit in this many MiB are held in memory;
+        larger ones are streamed from their files.
     """
 
     dataset: str
@@ -97,11 +111,21 @@ class DataConfig:
     cutout_length: int = 16
     manual_dir: Optional[str] = None
     shuffle_buffer: int = 10000
+    test_fraction: float = 0.2
+    split_file: Optional[str] = None
+    memory_cap_mb: float = 1024.0
 
     def __post_init__(self):
         object.__setattr__(self, "augment", tuple(self.augment))
-        _check_in("dataset", self.dataset, DATASETS)
+        spec = parse_dataset(self.dataset)
         _check_in("source", self.source, SOURCES)
+        if spec.user and self.source != "auto":
+            raise ValueError(f"source: received {self.source!r} for dataset {self.dataset!r}; "
+                             "allowed values for folder:/tfrecord:/tfds: datasets: auto")
+        if not 0.0 <= self.test_fraction < 1.0:
+            raise ValueError(f"test_fraction: received {self.test_fraction}; allowed values: [0, 1)")
+        if not self.memory_cap_mb >= 0:
+            raise ValueError(f"memory_cap_mb: received {self.memory_cap_mb}; allowed values: >= 0")
         _check_in("split", self.split, SPLITS)
         aug.validate(self.augment)
         if self.source == "idx" and self.dataset not in ("fashion_mnist", "mnist"):
@@ -129,8 +153,15 @@ class DataConfig:
             raise ValueError(f"plain_last_epochs: received {self.plain_last_epochs}; allowed values: >= 0")
 
     @property
+    def user(self) -> bool:
+        """True for the user's own data (folder:, tfrecord:, tfds:)."""
+        return parse_dataset(self.dataset).user
+
+    @property
     def resolved_source(self) -> str:
         """The source "auto" stands for on this machine."""
+        if self.user:
+            return parse_dataset(self.dataset).kind
         if self.source != "auto":
             return self.source
         if self.dataset == "digits":
@@ -141,7 +172,15 @@ class DataConfig:
 
     @property
     def size(self) -> int:
-        return self.image_size or _NATIVE_SIZE[self.dataset]
+        """`image_size`, else the dataset's size (user data: the rule of user.py, which scans
+        the source once)."""
+        if self.image_size:
+            return self.image_size
+        if self.user:
+            from eatnas_tf.data import user  # noqa: PLC0415
+
+            return user.source_of(self).size
+        return _NATIVE_SIZE[self.dataset]
 
 
 def _check_in(name, value, allowed):
@@ -172,6 +211,9 @@ class DataBundle:
     std: Tuple[float, ...]
     steps_per_epoch: int
     _make_train: Callable[..., tf.data.Dataset] = dataclasses.field(repr=False)
+    class_names: Tuple[str, ...] = ()
+    bad_files: dict = dataclasses.field(default_factory=lambda: {"count": 0, "first": []})
+    streamed: bool = False
 
     def train_dataset(self, epoch: int = 0, *, augment: Optional[Tuple[str, ...]] = None,
                       shuffle: bool = True) -> tf.data.Dataset:
@@ -203,7 +245,8 @@ class DataBundle:
                 "num_test": self.num_test, "image_shape": list(self.image_shape),
                 "num_classes": self.num_classes, "mean": list(self.mean), "std": list(self.std),
                 "batch_size": self.config.batch_size, "steps_per_epoch": self.steps_per_epoch,
-                "augment": list(self.config.augment)}
+                "augment": list(self.config.augment), "class_names": list(self.class_names),
+                "bad_files": dict(self.bad_files), "streamed": self.streamed}
 
 
 # -- raw arrays -----------------------------------------------------------------------------
@@ -214,6 +257,7 @@ class _Arrays:
     x_test: Optional[np.ndarray]
     y_test: Optional[np.ndarray]
     num_classes: int
+    class_names: Tuple[str, ...] = ()
 
 
 def _readonly(*arrays):
@@ -234,12 +278,12 @@ def _raw_arrays(dataset: str, source: str, data_dir: Optional[str]) -> _Arrays:
         perm = np.random.RandomState(0).permutation(len(y))
         n_test = int(round(len(y) * DIGITS_TEST_FRACTION))
         te, tr = perm[:n_test], perm[n_test:]
-        out = _Arrays(x[tr], y[tr], x[te], y[te], 10)
+        out = _Arrays(x[tr], y[tr], x[te], y[te], 10, _CLASS_NAMES["digits"])
     elif source == "idx":
         root = data_dir or idx.FASHION_MNIST_DIR
         xtr, ytr = idx.load_split("train", root)
         xte, yte = idx.load_split("test", root)
-        out = _Arrays(xtr, ytr, xte, yte, 10)
+        out = _Arrays(xtr, ytr, xte, yte, 10, _CLASS_NAMES.get(dataset, ()))
     else:
         import tensorflow_datasets as tfds  # noqa: PLC0415
 
@@ -247,7 +291,8 @@ def _raw_arrays(dataset: str, source: str, data_dir: Optional[str]) -> _Arrays:
                                    with_info=True, data_dir=data_dir)
         xtr, ytr = _to_numpy(tr)
         xte, yte = _to_numpy(te)
-        out = _Arrays(xtr, ytr, xte, yte, int(info.features["label"].num_classes))
+        out = _Arrays(xtr, ytr, xte, yte, int(info.features["label"].num_classes),
+                      tuple(str(n) for n in info.features["label"].names))
     _readonly(out.x_train, out.y_train, out.x_test, out.y_test)
     return out
 
@@ -316,6 +361,16 @@ def _array_pipelines(cfg: DataConfig):
     has_test = cfg.split == "final" and raw.x_test is not None
     x_te = _resize(raw.x_test, size) if has_test else None
     y_te = raw.y_test if has_test else None
+    kwargs, make_train = _memory_pipelines(cfg, size, mean, std, raw.num_classes,
+                                           (x_tr, y_tr), (x_val, y_val), (x_te, y_te))
+    kwargs["class_names"] = raw.class_names
+    return kwargs, make_train
+
+
+def _memory_pipelines(cfg: DataConfig, size: int, mean, std, num_classes: int, train, val, test):
+    """(bundle kwargs, train factory) of uint8 arrays held in memory; `train`, `val`, `test`
+    are (images, labels) pairs (None, None when absent)."""
+    (x_tr, y_tr), (x_val, y_val), (x_te, y_te) = train, val, test
     b = cfg.batch_size
     n = len(y_tr)
     drop = n >= b
@@ -347,7 +402,7 @@ def _array_pipelines(cfg: DataConfig):
         return ds.prefetch(tf.data.AUTOTUNE)
 
     kwargs = dict(val=make_eval(x_val, y_val), test=make_eval(x_te, y_te),
-                  num_classes=raw.num_classes, image_shape=(size, size, int(x_tr.shape[-1])),
+                  num_classes=num_classes, image_shape=(size, size, int(x_tr.shape[-1])),
                   num_train=n, num_val=0 if y_val is None else len(y_val),
                   num_test=0 if y_te is None else len(y_te), mean=mean, std=std,
                   steps_per_epoch=max(1, n // b) if drop else 1)
@@ -460,8 +515,30 @@ def _stream_pipelines(cfg: DataConfig):
     val, n_val = make_eval(val_split)
     test, n_test = make_eval(test_split)
     kwargs = dict(val=val, test=test, num_classes=int(info.features["label"].num_classes),
+                  class_names=tuple(str(n) for n in info.features["label"].names),
                   image_shape=(size, size, 3), num_train=n_tr, num_val=n_val, num_test=n_test,
                   mean=mean, std=std, steps_per_epoch=max(1, n_tr // b) if drop else 1)
+    return kwargs, make_train
+
+
+def _user_pipelines(cfg: DataConfig):
+    """(bundle kwargs, train factory) of a folder:, tfrecord: or tfds: source (user.py)."""
+    from eatnas_tf.data import user  # noqa: PLC0415
+
+    src = user.source_of(cfg)
+    parts = user.parts_of(cfg, src)
+    if src.streamed:
+        kwargs, make_train = user.stream_pipelines(cfg, src, parts, _epoch_seed, aug)
+    else:
+        x = src.images
+        mean, std = _channel_stats(x[parts.stats])
+
+        def pair(pos):
+            return (None, None) if pos is None else (x[pos], src.labels[pos])
+
+        kwargs, make_train = _memory_pipelines(cfg, src.size, mean, std, len(src.class_names),
+                                               pair(parts.train), pair(parts.val), pair(parts.test))
+    kwargs.update(class_names=src.class_names, bad_files=src.bad_summary, streamed=src.streamed)
     return kwargs, make_train
 
 
@@ -479,8 +556,13 @@ def load_data(cfg: DataConfig) -> DataBundle:
     Raises:
       ValueError: bad config values (raised by `DataConfig`).
       FileNotFoundError: the IDX files are missing for `source="idx"`.
+      ValueError: user data that cannot be used (one line: a missing directory, a glob
+        matching nothing, fewer than two classes, an empty or too small class, records
+        without the expected features, a stored split of other data).
     """
-    if cfg.dataset in STREAMED and cfg.resolved_source == "tfds":
+    if cfg.user:
+        kwargs, make_train = _user_pipelines(cfg)
+    elif cfg.dataset in STREAMED and cfg.resolved_source == "tfds":
         kwargs, make_train = _stream_pipelines(cfg)
     else:
         kwargs, make_train = _array_pipelines(cfg)
@@ -497,6 +579,17 @@ def load_arrays(cfg: DataConfig, split: str = "test",
     `(x / 255 - mean) / std`, is left to the caller). ImageNet images are centre-cropped.
     """
     _check_in("split", split, ("train", "val", "test"))
+    if cfg.user:
+        from eatnas_tf.data import user  # noqa: PLC0415
+
+        src = user.source_of(cfg)
+        parts = user.parts_of(dataclasses.replace(cfg, split="final"), src)
+        pos = {"train": parts.train, "val": parts.val, "test": parts.test}[split]
+        if pos is None or not len(pos):
+            raise ValueError(f"split: {cfg.dataset} has no {split} split" if split == "test"
+                             else "split: received 'val' but val_fraction is 0")
+        x, y = user.arrays_of(src, pos[:max_examples] if max_examples else pos)
+        return x, np.array(y)
     size = cfg.size
     if cfg.dataset in STREAMED and cfg.resolved_source == "tfds":
         builder = _tfds_builder(cfg)

@@ -16,7 +16,8 @@ from absl import flags
 
 from eatnas_tf import cli
 from eatnas_tf.data import augment as aug
-from eatnas_tf.data.datasets import DATASETS, SOURCES, DataConfig
+from eatnas_tf.data.datasets import SOURCES, DataConfig
+from eatnas_tf.data.sources import FORMS, parse_dataset
 from eatnas_tf.train.config import LR_SCHEDULES, TrainConfig
 
 
@@ -27,11 +28,24 @@ def _defined(name: str, fv) -> bool:
 def define_data_flags(flag_values=flags.FLAGS) -> None:
     """--dataset --data_dir --data_source --manual_dir --val_fraction --sample_fraction
     --resolution --batch_size --augment --plain_last_epochs --cutout_length --cache
-    --max_train_examples --data_seed."""
+    --max_train_examples --data_seed --test_fraction --memory_cap_mb."""
     if _defined("dataset", flag_values):
         return
     fv = flag_values
-    flags.DEFINE_enum("dataset", "fashion_mnist", list(DATASETS), "Dataset.", flag_values=fv)
+    flags.DEFINE_string("dataset", "fashion_mnist", f"Dataset, one of: {', '.join(FORMS)}. "
+                        "folder:DIR has one sub-folder of images per class (or train/ and "
+                        "test/ folders of those); tfrecord:GLOB holds tf.Examples with "
+                        "image/encoded and image/class/label; tfds:... must be prepared in "
+                        "--data_dir (nothing is downloaded).", flag_values=fv)
+
+    def _valid_dataset(value):
+        try:
+            parse_dataset(value)
+        except ValueError as e:
+            raise flags.ValidationError(str(e)) from None
+        return True
+
+    flags.register_validator("dataset", _valid_dataset, flag_values=fv)
     flags.DEFINE_string("data_dir", None, "tfds data dir, or the IDX directory for "
                         "--data_source=idx (default: tfds's / Debian's).", flag_values=fv)
     flags.DEFINE_enum("data_source", "auto", list(SOURCES),
@@ -44,8 +58,10 @@ def define_data_flags(flag_values=flags.FLAGS) -> None:
                        "0 trains on the whole split).", flag_values=fv)
     flags.DEFINE_float("sample_fraction", 1.0, "Share of training samples kept (EcoNAS s).",
                        flag_values=fv)
-    flags.DEFINE_integer("resolution", None, "Resize images to N×N (EcoNAS r; default: the "
-                         "dataset's size, 224 for ImageNet).", flag_values=fv)
+    flags.DEFINE_integer("resolution", None, "Image size: resize images to N×N (EcoNAS r; "
+                         "default: the dataset's size, 224 for ImageNet; for folder:/tfrecord:/"
+                         "tfds: data the median short side of a sample, rounded to a multiple "
+                         "of 8, in [8, 224]).", flag_values=fv)
     flags.DEFINE_integer("batch_size", 128, "Global batch size.", flag_values=fv)
     flags.DEFINE_list("augment", [], f"Training augmentations, any of: {', '.join(aug.AUGMENTATIONS)}.",
                       flag_values=fv)
@@ -58,6 +74,12 @@ def define_data_flags(flag_values=flags.FLAGS) -> None:
                          flag_values=fv)
     flags.DEFINE_integer("data_seed", 0, "Seed of the train/val cut (same for every candidate).",
                          flag_values=fv)
+    flags.DEFINE_float("test_fraction", 0.2, "folder:/tfrecord:/tfds: data without a test split: "
+                       "share of each class held out as test (stored with the cut).",
+                       flag_values=fv)
+    flags.DEFINE_float("memory_cap_mb", 1024.0, "folder:/tfrecord:/tfds: data whose resized "
+                       "images fit in this many MiB stay in memory; larger data is streamed "
+                       "from its files.", flag_values=fv)
 
 
 def define_train_flags(flag_values=flags.FLAGS) -> None:
@@ -109,7 +131,8 @@ def data_config_from_flags(flag_values=flags.FLAGS, *, split: str = "search", se
               image_size=f.resolution, batch_size=f.batch_size, augment=tuple(f.augment),
               plain_last_epochs=f.plain_last_epochs, cache=f.cache, seed=seed,
               max_train_examples=f.max_train_examples, split_seed=f.data_seed,
-              cutout_length=f.cutout_length, manual_dir=f.manual_dir)
+              cutout_length=f.cutout_length, manual_dir=f.manual_dir,
+              test_fraction=f.test_fraction, memory_cap_mb=f.memory_cap_mb)
     kw.update(overrides)
     try:
         return DataConfig(**kw)
