@@ -86,8 +86,9 @@ def mobilenet(threads):
 
     from eatnas_tf.arch import registry
     from eatnas_tf.arch.cost import count
+    from eatnas_tf.measure import latency
     from eatnas_tf.model.builder import build_model
-    from export import graph_cost, latency, saved_model, tflite
+    from export import graph_cost, saved_model, tflite
 
     import keras
 

@@ -7,6 +7,7 @@ LiteRT latency and a Mult-Adds check (DESIGN.md §4).
 
 Modules: `export_lib` (orchestration, `export_run` / `export_artifact` /
 `export_keras_file`), `saved_model` (serving signatures), `tflite` (conversion + QAT),
-`latency` (LiteRT timing), `graph_cost` (MAdds from the converted graph), `report`
-(JSON / Markdown), `data` (held-out and representative arrays).
+`graph_cost` (MAdds from the converted graph), `report`
+(JSON / Markdown), `data` (held-out and representative arrays). LiteRT timing lives
+below both this package and `eatnas_tf.epnas`, in `eatnas_tf.measure.latency`.
 """

@@ -39,9 +39,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from eatnas_tf.measure import latency as latency_lib
 from export import data as data_lib
 from export import graph_cost
-from export import latency as latency_lib
 from export import report as report_lib
 from export import saved_model as sm_lib
 from export import tflite as tflite_lib

@@ -2,7 +2,7 @@
 
 The model is built with random weights (latency does not depend on their values),
 converted to an fp32 `.tflite` from a batch-1 concrete function and timed under LiteRT
-with `export.latency.measure` (median of `runs` single-image invocations after 5
+with `eatnas_tf.measure.latency.measure` (median of `runs` single-image invocations after 5
 warm-ups, `threads` CPU threads, XNNPACK). This costs a few seconds per architecture.
 
 Timings are noisy, and a resumed search must see the same numbers as the first run
@@ -29,7 +29,7 @@ def measure_arch(arch: ArchSpec, macro: MacroSpec, threads: int = 1, runs: int =
     import tensorflow as tf  # noqa: PLC0415
 
     from eatnas_tf.model.builder import build_model  # noqa: PLC0415
-    from export import latency as latency_lib  # noqa: PLC0415
+    from eatnas_tf.measure import latency as latency_lib  # noqa: PLC0415
 
     model = build_model(arch, macro)
     fn = tf.function(lambda x: model(x, training=False), input_signature=[
