@@ -36,30 +36,53 @@ search_flags.define_search_flags()
 FLAGS = flags.FLAGS
 
 
-def basic_from_flags():
-    """(basic arch text, model artifact dir or None) from --from_run / --basic_*."""
+def basic_from_flags(extra=None):
+    """(basic arch text, model artifact dir or None) from --from_run / --basic_*.
+
+    `--from_run` takes the stage-1 run's retrained winner; when that run retrained nothing
+    (the paper flagfile's `--retrain_epochs=0`), the best of its best-quality population
+    (report.json "topk"[0], its search result, no model artifact) instead, said in one
+    stdout line. `extra` (a dict, optional) gets "basic_arch" and "basic_source"
+    ("basic_arch", "winner" or "topk[0]") for the report.
+    """
     if bool(_FROM_RUN.value) == bool(_BASIC_ARCH.value):
         raise cli.UsageError("from_run/basic_arch: give exactly one of --from_run=DIR or "
                              "--basic_arch=ARCH")
+    if extra is None:
+        extra = {}
     if _BASIC_ARCH.value:
+        extra.update(basic_arch=_BASIC_ARCH.value, basic_source="basic_arch")
         return _BASIC_ARCH.value, _BASIC_MODEL.value
     path = os.path.join(_FROM_RUN.value, "report.json")
     try:
         with open(path) as f:
-            winner = json.load(f).get("winner")
+            report = json.load(f)
     except (OSError, ValueError) as e:
         raise cli.UsageError(f"from_run: cannot read {path} ({e})") from None
+    winner = report.get("winner") if isinstance(report, dict) else None
     if not winner:
-        raise cli.UsageError(f"from_run: {path} has no winner; run stage 1 with "
-                             "--retrain_epochs > 0")
+        top = (report.get("topk") or []) if isinstance(report, dict) else []
+        if not top or not isinstance(top[0], dict) or not top[0].get("arch"):
+            raise cli.UsageError(f"from_run: {path} has no winner and no top-k; rerun "
+                                 "stage 1 to its end (or with --retrain_epochs > 0)")
+        best = top[0]
+        print(f"from_run: {path} has no retrained winner (stage 1 ran with "
+              f"--retrain_epochs=0); the basic model is the best of its best-quality "
+              f"population, c{best.get('id', 0):05d} (search val_acc "
+              f"{best.get('search_val_acc')}), architecture only", flush=True)
+        extra.update(basic_arch=best["arch"], basic_source="topk[0]",
+                     basic_id=best.get("id"), basic_search_val_acc=best.get("search_val_acc"))
+        return best["arch"], None
     model_dir = os.path.join(_FROM_RUN.value, pipeline.WINNER_DIR)
+    extra.update(basic_arch=winner["arch"], basic_source="winner")
     return winner["arch"], model_dir if os.path.isdir(model_dir) else None
 
 
 def main(argv):
     if len(argv) > 1:
         raise cli.UsageError(f"unexpected arguments {argv[1:]}; pass everything as --flags")
-    arch, model_dir = basic_from_flags()
+    extra = {}
+    arch, model_dir = basic_from_flags(extra)
     rt = search_flags.runtime_from_flags(FLAGS)
     seed_weights = None
     if _TRANSFER_WEIGHTS.value and model_dir:
@@ -71,7 +94,7 @@ def main(argv):
     if seed_weights:
         os.makedirs(rt.run_dir, exist_ok=True)
         pipeline.artifact_weights(model_dir, seed_weights)
-    app.run_search(exp, rt, extra={"basic_arch": arch})
+    app.run_search(exp, rt, extra=extra)
 
 
 if __name__ == "__main__":

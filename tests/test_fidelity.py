@@ -243,3 +243,60 @@ def test_cosine_continues_across_promotion_checkpoint(tmp_path, deterministic):
     for name, ws in straight.weights.items():
         for a, b in zip(ws, e2.weights[name]):
             np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+
+
+# -- 3. EAT-NAS: the ImageNet stage transfers the architecture only --------------------------------
+def test_paper_imagenet_flagfile_transfers_no_weights():
+    f = _flagfile("eat_imagenet_search.cfg")
+    assert "notransfer_weights" in f and "transfer_weights" not in f
+    assert "transfer_weights" in f["undefok"].split(",")  # the search binary reads it too
+    # the last word on the flag in the file is "off"
+    lines = [l.strip() for l in open(os.path.join(FLAGS_DIR, "eat_imagenet_search.cfg"))
+             if re.match(r"--(no)?transfer_weights\b", l.strip())]
+    assert lines == ["--notransfer_weights"]
+
+
+_MOCK_RUN = """
+import runpy, sys
+import tensorflow_datasets as tfds
+mod = sys.argv[1]
+sys.argv = [mod] + sys.argv[2:]
+with tfds.testing.mock_data(num_examples=24):
+    runpy.run_module(mod, run_name="__main__", alter_sys=True)
+"""
+
+
+def _mock_binary(module, *args, cwd):
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    p = subprocess.run([sys.executable, "-c", _MOCK_RUN, module, *args], cwd=cwd, env=env,
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
+    return p.stdout
+
+
+def test_two_stage_paper_commands_on_mock_data(tmp_path):
+    """README's paper run, CIFAR-10 then ImageNet, as written (the paper flagfiles), on
+    tfds mock data with the sizes overridden: stage 1 retrains nothing, so --from_run
+    takes its best-quality population's best, architecture only."""
+    s1, s2 = str(tmp_path / "cifar"), str(tmp_path / "imagenet")
+    tiny = ["--population=1", "--sample=1", "--max_candidates=1", "--topk=1",
+            "--batch_size=8", "--max_train_examples=16", "--steps_per_epoch=1", "--verbose=0"]
+    _mock_binary("eatnas_tf.search", f"--run_dir={s1}", "--flagfile=flags/eat_cifar10_search.cfg",
+                 "--data_source=tfds", *tiny, cwd=ROOT)
+    r1 = json.load(open(os.path.join(s1, "report.json")))
+    assert r1["winner"] is None and r1["topk"]  # --retrain_epochs=0
+    out = _mock_binary("eatnas_tf.transfer", f"--run_dir={s2}", f"--from_run={s1}",
+                       "--flagfile=flags/eat_imagenet_search.cfg",
+                       f"--data_dir={tmp_path / 'tfds'}", "--resolution=32", *tiny, cwd=ROOT)
+    said = [l for l in out.splitlines() if l.startswith("from_run:")]
+    assert len(said) == 1 and "no retrained winner" in said[0] and "topk" not in said[0]
+    r2 = json.load(open(os.path.join(s2, "report.json")))
+    assert r2["basic_source"] == "topk[0]" and r2["basic_arch"] == r1["topk"][0]["arch"]
+    assert r2["basic_id"] == r1["topk"][0]["id"]
+    assert r2["space"] == "imagenet"
+    # architecture only: no basic-model weights written, no offspring inherits any
+    assert not os.path.exists(os.path.join(s2, "basic_weights.npz"))
+    recs = [json.loads(l) for l in open(os.path.join(s2, "candidates.jsonl"))]
+    assert recs and all(r["status"] == "ok" for r in recs)
+    assert all(not r.get("parent_weights") for r in recs)
+    assert recs[0]["origin"] == "offspring"
