@@ -300,3 +300,90 @@ def test_two_stage_paper_commands_on_mock_data(tmp_path):
     assert recs and all(r["status"] == "ok" for r in recs)
     assert all(not r.get("parent_weights") for r in recs)
     assert recs[0]["origin"] == "offspring"
+
+
+# -- 6. Γ "normal", EPNAS Nesterov prediction, Eq. 3's own exponents ----------------------------
+def test_builder_offers_the_papers_normal_init():
+    import keras
+
+    from eatnas_tf.model.builder import KERNEL_INITS, build_model
+
+    arch = DIGITS.sample(random.Random(1))
+    keras.utils.set_random_seed(0)
+    normal = build_model(arch, DIGITS.macro, kernel_init="normal")
+    keras.utils.set_random_seed(0)
+    default = build_model(arch, DIGITS.macro)
+    assert KERNEL_INITS == ("glorot_uniform", "normal")
+    checked = 0
+    for layer in normal.layers:
+        if type(layer).__name__ not in ("Conv2D", "DepthwiseConv2D"):
+            continue
+        w = layer.get_weights()[0]
+        kh, kw, _, out = w.shape
+        want = math.sqrt(2.0 / (kh * kw * out))  # N(0, 2 / fan_out), untruncated
+        if w.size >= 500:
+            assert np.std(w) == pytest.approx(want, rel=0.15), layer.name
+            assert np.abs(w).max() > 2.0 * want  # not truncated at 2 std
+            checked += 1
+        glorot = default.get_layer(layer.name).get_weights()[0]
+        limit = math.sqrt(6.0 / (kh * kw * (w.shape[2] + out)))
+        if type(layer).__name__ == "Conv2D":
+            assert np.abs(glorot).max() <= limit + 1e-6  # uniform default kept
+    assert checked >= 3
+    with pytest.raises(ValueError, match="kernel_init: received 'he'; allowed values"):
+        build_model(arch, DIGITS.macro, kernel_init="he")
+
+
+def test_epnas_prediction_runs_use_nesterov():
+    from eatnas_tf.epnas import config as epnas_config
+    from eatnas_tf.epnas import constraints as C
+
+    opt = epnas_config.EpnasConfig(constraints=(C.parse_constraint("madds:2e5:1.5e6"),),
+                                   mode="block", branches=2, steps=1, episodes=1)
+    s = make_strategy("epnas", DIGITS, SearchConfig(max_candidates=4),
+                      random.Random(0), options=opt)
+    p = s.propose_batch(1)[0]
+    assert p.train_overrides == {"learning_rate": 0.5, "nesterov": True}
+    train = TrainConfig().replace(**p.train_overrides)
+    from eatnas_tf.train import optim
+    assert optim.make_optimizer(train, 1).nesterov is True
+    flags = _flagfile("epnas_search.cfg")
+    assert "epnas_predict" in flags and flags["epnas_predict_lr"] == "0.5"
+
+
+def test_quality_exponents_are_their_own_flags():
+    from absl import flags as absl_flags
+
+    from eatnas_tf.search import flags as search_flags
+    from eatnas_tf.search import objective
+
+    c = SearchConfig(alpha=-0.07, beta=-0.07)
+    assert c.quality_exponents == (-0.07, -0.07)
+    c = SearchConfig(alpha=0.0, beta=0.0, quality_alpha=-0.5, quality_beta=-0.1)
+    assert c.quality_exponents == (-0.5, -0.1)
+    fv = absl_flags.FlagValues()
+    search_flags.define_search_flags(fv)
+    fv(["prog", "--alpha=0", "--beta=0", "--quality_alpha=-0.3"])
+    cfg = search_flags.search_config(fv)
+    assert (cfg.alpha, cfg.beta, cfg.quality_alpha, cfg.quality_beta) == (0.0, 0.0, -0.3, None)
+    assert cfg.quality_exponents == (-0.3, 0.0)
+    # the evolution logs Eq. 3 with its own exponents, Eq. 1 scores keep alpha/beta
+    s = make_strategy("eat", DIGITS, SearchConfig(population=4, sample=2, alpha=0.0, beta=0.0,
+                                                  quality_alpha=-0.5, quality_beta=-0.5,
+                                                  max_candidates=4, inherit=False),
+                      random.Random(0))
+    recs = []
+    while not s.finished():
+        p = s.propose()
+        if p is None:
+            break
+        acc = 0.5 + 0.1 * len(recs)
+        r = CandidateRecord(id=len(recs), arch=codec.to_text(p.arch),
+                            hash=codec.canonical_hash(p.arch), origin=p.origin, status="ok",
+                            val_acc=acc, score=acc)
+        recs.append(r)
+        s.observe(r)
+    accs = [r.val_acc for r in recs]
+    want = objective.population_quality(accs, 0.01, -0.5, -0.5).quality
+    assert s.history()[-1]["quality"] == pytest.approx(want)
+    assert want != pytest.approx(objective.population_quality(accs, 0.01, 0.0, 0.0).quality)

@@ -25,11 +25,18 @@ from eatnas_tf.arch.spec import ArchSpec
 from eatnas_tf.model import naming as N
 
 AUX_AFTER_BLOCK = 5
+# Kernel initialisers of the convolutions (`build_model(kernel_init=...)`). EAT-NAS §3.4:
+# the part of an inherited kernel that is not shared is drawn from "Γ ... a random weight
+# initializer using a normal distribution"; "normal" is the official code's (MnasNet-style)
+# N(0, 2 / fan_out) with fan_out = kh × kw × out. The default stays Keras' Glorot-uniform:
+# every stored run, golden record and measured number of this project was made with it.
+KERNEL_INITS = ("glorot_uniform", "normal")
 
 
 def build_model(arch: ArchSpec, macro: MacroSpec, *, keras_module=None, aux_head: bool = False,
                 bn_momentum: float = 0.9, bn_epsilon: float = 1e-3, dropout: float = 0.0,
-                image_size: Optional[int] = None, name: str = "eatnet"):
+                image_size: Optional[int] = None, name: str = "eatnet",
+                kernel_init: str = "glorot_uniform"):
     """Builds the functional model of `arch`.
 
     Args:
@@ -43,6 +50,8 @@ def build_model(arch: ArchSpec, macro: MacroSpec, *, keras_module=None, aux_head
       bn_epsilon: BN epsilon (1e-3 as Keras MobileNetV2).
       dropout: dropout rate before the logits (0 = no layer).
       image_size: overrides `macro.image_size` (None keeps it; EcoNAS resolution proxies).
+      kernel_init: one of `KERNEL_INITS`, the initialiser of every conv kernel (the fresh
+        part of an inherited one included); "normal" is the paper's Γ.
 
     Returns:
       An uncompiled functional model named `name`.
@@ -51,15 +60,26 @@ def build_model(arch: ArchSpec, macro: MacroSpec, *, keras_module=None, aux_head
         import keras as keras_module  # noqa: PLC0415 - keep `tf_keras` users free of Keras 3
     L = keras_module.layers
     size = image_size or macro.image_size
+    if kernel_init not in KERNEL_INITS:
+        raise ValueError(f"kernel_init: received {kernel_init!r}; allowed values: "
+                         f"{', '.join(KERNEL_INITS)}")
+
+    def init():  # a fresh initialiser per layer (a reused unseeded one may repeat values)
+        if kernel_init == "normal":
+            return keras_module.initializers.VarianceScaling(2.0, "fan_out",
+                                                             "untruncated_normal")
+        return "glorot_uniform"
 
     def bn(x, name):
         return L.BatchNormalization(momentum=bn_momentum, epsilon=bn_epsilon, name=name)(x)
 
     def conv1x1(x, filters, name, strides=1):
-        return L.Conv2D(filters, 1, strides=strides, padding="same", use_bias=False, name=name)(x)
+        return L.Conv2D(filters, 1, strides=strides, padding="same", use_bias=False, name=name,
+                        kernel_initializer=init())(x)
 
     def dwconv(x, kernel, strides, name):
         return L.DepthwiseConv2D(kernel, strides=strides, padding="same", use_bias=False,
+                                 depthwise_initializer=init(),
                                  name=name)(x)
 
     def relu6(x, name):
@@ -67,6 +87,7 @@ def build_model(arch: ArchSpec, macro: MacroSpec, *, keras_module=None, aux_head
 
     inputs = keras_module.Input(shape=(size, size, macro.in_channels), name="image")
     x = L.Conv2D(arch.stem, 3, strides=macro.stem_stride, padding="same", use_bias=False,
+                 kernel_initializer=init(),
                  name=N.STEM_CONV)(inputs)
     x = relu6(bn(x, N.STEM_BN), N.STEM_ACT)
 

@@ -303,8 +303,8 @@ class EcoNAS(Strategy):
         if not live:
             return
         accs = [r.val_acc for r in live]
-        q = objective.population_quality(accs, self.config.target_std, self.config.alpha,
-                                         self.config.beta)
+        q = objective.population_quality(accs, self.config.target_std,
+                                         *self.config.quality_exponents)
         row = {"step": self.cycle, "cycle": self.cycle, "candidates": len(self.records),
                "mean_acc": q.mean_acc, "std_acc": q.std_acc, "quality": q.quality,
                "best_acc": max(accs), "dead": len(self.dead)}

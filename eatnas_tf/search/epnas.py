@@ -143,7 +143,9 @@ class EPNAS(Strategy):
         if shared:
             info["dictionary"] = shared
         self._pending.append({"n": n, "t": t, "decision": decision, "arch": child})
-        overrides = {"learning_rate": self.opt.predict_lr} if self.opt.predict else {}
+        # Performance prediction (§4.1): LR 0.5, early stop, and the paper's Nesterov momentum.
+        overrides = ({"learning_rate": self.opt.predict_lr, "nesterov": True}
+                     if self.opt.predict else {})
         return Proposal(child, inherited_weights=weights, origin="epnas",
                         epochs=self.opt.predict_epochs if self.opt.predict else None,
                         train_overrides=overrides, info=info)

@@ -153,8 +153,8 @@ class Evolution(Strategy):
         if not self.population:
             return
         q = objective.population_quality([r.val_acc for r in self.population],
-                                         self.config.target_std, self.config.alpha,
-                                         self.config.beta)
+                                         self.config.target_std,
+                                         *self.config.quality_exponents)
         best = max(self.population, key=_key)
         row = {"step": self.steps, "candidates": len(self.records), "mean_acc": q.mean_acc,
                "std_acc": q.std_acc, "quality": q.quality,

@@ -48,9 +48,14 @@ def define_search_flags(fv=flags.FLAGS) -> None:
                          "improved for N steps (0: run to --max_candidates).", flag_values=fv)
     flags.DEFINE_float("min_delta", d.min_delta, "Relative quality gain that counts.",
                        flag_values=fv)
-    flags.DEFINE_float("alpha", d.alpha, "Eq. 1-3 exponent below the target.", flag_values=fv)
-    flags.DEFINE_float("beta", d.beta, "Eq. 1-3 exponent at or above the target.",
-                       flag_values=fv)
+    flags.DEFINE_float("alpha", d.alpha, "Eq. 1-2 exponent below the target (and Eq. 3's "
+                       "unless --quality_alpha).", flag_values=fv)
+    flags.DEFINE_float("beta", d.beta, "Eq. 1-2 exponent at or above the target (and Eq. "
+                       "3's unless --quality_beta).", flag_values=fv)
+    flags.DEFINE_float("quality_alpha", None, "Eq. 3 (population quality) exponent below "
+                       "the std target (default: --alpha).", flag_values=fv)
+    flags.DEFINE_float("quality_beta", None, "Eq. 3 exponent at or above the std target "
+                       "(default: --beta).", flag_values=fv)
     flags.DEFINE_float("target_std", d.target_std, "Eq. 3 std target.", flag_values=fv)
     flags.DEFINE_float("target", None, "Eq. 1 resource target (default: the space's).",
                        flag_values=fv)
@@ -116,7 +121,8 @@ def search_config(fv=flags.FLAGS, **overrides) -> SearchConfig:
     kw = dict(population=fv.population, sample=fv.sample, max_candidates=fv.max_candidates,
               patience=fv.patience, min_delta=fv.min_delta, alpha=fv.alpha, beta=fv.beta,
               target_std=fv.target_std, topk=fv.topk, seed_archs=tuple(fv.seed_arch),
-              seed_weights=fv.seed_weights, inherit=fv.inherit)
+              seed_weights=fv.seed_weights, inherit=fv.inherit,
+              quality_alpha=fv.quality_alpha, quality_beta=fv.quality_beta)
     kw.update(overrides)
     return _usage(SearchConfig, **kw)
 

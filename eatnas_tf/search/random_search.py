@@ -54,8 +54,8 @@ class RandomSearch(Strategy):
         self.seen.add(record.hash)
         accs = [r.val_acc for r in self.records if r.ok]
         if accs:
-            q = objective.population_quality(accs, self.config.target_std, self.config.alpha,
-                                             self.config.beta)
+            q = objective.population_quality(accs, self.config.target_std,
+                                             *self.config.quality_exponents)
             self._history.append({"step": len(self.records), "candidates": len(self.records),
                                   "mean_acc": q.mean_acc, "std_acc": q.std_acc,
                                   "quality": q.quality, "best_acc": max(accs)})

@@ -21,7 +21,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import random
-from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from eatnas_tf.arch.space import SearchSpace
 from eatnas_tf.arch.spec import ArchSpec
@@ -89,7 +89,9 @@ class SearchConfig:
       patience: evolution steps without a quality improvement before Alg. 1 stops
         (0: run to `max_candidates`).
       min_delta: relative quality improvement that counts as one.
-      alpha, beta: Eq. 1/2/3 exponents (paper: -0.07).
+      alpha, beta: Eq. 1/2 exponents of the candidate score (paper: -0.07).
+      quality_alpha, quality_beta: Eq. 3's exponents (population quality); None: alpha,
+        beta (the paper sets both pairs to -0.07 but writes them as separate uses of ω).
       target_std: Eq. 3's std target.
       topk: models retrained at the end (paper: 8).
       seed_archs: text forms that seed the initial population through the offspring
@@ -110,6 +112,14 @@ class SearchConfig:
     seed_archs: Sequence[str] = ()
     seed_weights: Optional[str] = None
     inherit: bool = True
+    quality_alpha: Optional[float] = None
+    quality_beta: Optional[float] = None
+
+    @property
+    def quality_exponents(self) -> Tuple[float, float]:
+        """(alpha, beta) of Eq. 3: `quality_alpha/beta`, defaulting to `alpha/beta`."""
+        return (self.alpha if self.quality_alpha is None else self.quality_alpha,
+                self.beta if self.quality_beta is None else self.quality_beta)
 
     def __post_init__(self):
         object.__setattr__(self, "seed_archs", tuple(self.seed_archs))
