@@ -387,3 +387,39 @@ def test_quality_exponents_are_their_own_flags():
     want = objective.population_quality(accs, 0.01, -0.5, -0.5).quality
     assert s.history()[-1]["quality"] == pytest.approx(want)
     assert want != pytest.approx(objective.population_quality(accs, 0.01, 0.0, 0.0).quality)
+
+
+# -- 2b. EcoNAS reduced resolution: pad and crop at full size, then resize --------------------------
+def test_reduced_resolution_crops_at_full_size_then_resizes():
+    import tensorflow as tf
+
+    from eatnas_tf.data import augment as aug
+    from eatnas_tf.data.datasets import load_data
+    from eatnas_tf.econas import proxy as proxy_lib
+
+    base = DataConfig("digits", augment=("crop", "flip", "cutout"), cutout_length=4,
+                      max_train_examples=64, batch_size=16)
+    red = proxy_lib.reduce_data(proxy_lib.Proxy(r=2), base)
+    assert (red.image_size, red.cutout_length, red.crop_then_resize) == (4, 2, True)
+    assert not proxy_lib.reduce_data(proxy_lib.Proxy(c=2), base).crop_then_resize
+    # the transform: pad 1 + crop at 8×8 (the full size), then an area resize to 4×4
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.integers(0, 256, (5, 8, 8, 1)), tf.uint8)
+    seed = tf.constant([3, 4], tf.int64)
+    got = aug.apply_batch(x, seed, ("crop",), size=4, mean=(0.0,), std=(1.0,))
+    s = aug._seeds(seed, 7)
+    full = aug.pad_crop(tf.cast(x, tf.float32) / 255.0, s[0], aug.default_pad(8))
+    want = tf.image.resize(full, [4, 4], method="area")
+    np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-6)
+    # an image already at the model's size is cropped as before (pad = size / 8)
+    small = tf.image.resize(tf.cast(x, tf.float32), [4, 4], method="area")
+    got = aug.apply_batch(small, seed, ("crop",), size=4, mean=(0.0,), std=(1.0,))
+    want = aug.pad_crop(small / 255.0, s[0], aug.default_pad(4))
+    np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-6)
+    # the pipeline: training batches come out at the reduced size, eval sets too
+    data = load_data(red)
+    assert data.image_shape == (4, 4, 1)
+    xb, _ = next(iter(data.train))
+    assert xb.shape[1:] == (4, 4, 1)
+    assert next(iter(data.train_noaug))[0].shape[1:] == (4, 4, 1)
+    assert next(iter(data.val))[0].shape[1:] == (4, 4, 1)

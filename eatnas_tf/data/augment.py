@@ -242,14 +242,16 @@ def apply_batch(images, seed, augment: Sequence[str], *, size: int, mean, std,
     """
     seeds = _seeds(seed, 7)
     x = tf.cast(images, tf.float32) / 255.0
-    if "crop" in augment:
-        x = pad_crop(x, seeds[0], default_pad(size))
+    if "crop" in augment:  # at the images' own size (> size: EcoNAS crop-then-resize)
+        x = pad_crop(x, seeds[0], default_pad(int(x.shape[1] or size)))
     if "random_resized_crop" in augment:
         x = random_resized_crop(x, seeds[1], size)
     elif "scale" in augment:
         x = scale_crop(x, seeds[2], size)
     elif "resize_crop" in augment:
         x = scale_crop(x, seeds[2], size, shorter=(256, 256))
+    if x.shape[1] is not None and (x.shape[1], x.shape[2]) != (size, size):
+        x = tf.image.resize(x, [size, size], method="area")  # crop-then-resize
     if "flip" in augment:
         x = flip(x, seeds[3])
     if "color" in augment:

@@ -90,6 +90,10 @@ class DataConfig:
       split_file: user sources: JSON file holding the train/val/test cut; made on the first
         load, reused afterwards (the search uses RUN_DIR/data_split.json). None: the cut is
         made from the seed on every load and not stored.
+      crop_then_resize: with `image_size` below the dataset's size, keep in-memory
+        training images at full size and resize each batch after its pad-and-crop (EcoNAS
+        A5.2: "The images are resized to reduced resolution after padding and random
+        cropping"); False resizes first and crops at `image_size`.
       memory_cap_mb: user sources whose images fit in this many MiB are held in memory;
         larger ones are streamed from their files.
     """
@@ -114,6 +118,7 @@ class DataConfig:
     test_fraction: float = 0.2
     split_file: Optional[str] = None
     memory_cap_mb: float = 1024.0
+    crop_then_resize: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "augment", tuple(self.augment))
@@ -354,7 +359,8 @@ def _array_pipelines(cfg: DataConfig):
     mean, std = _channel_stats(raw.x_train)
     tr_idx, val_idx = _split_indices(len(raw.y_train), cfg)
     size = cfg.size
-    x_tr = _resize(raw.x_train[tr_idx], size)
+    x_tr = (raw.x_train[tr_idx] if cfg.crop_then_resize and size < raw.x_train.shape[1]
+            else _resize(raw.x_train[tr_idx], size))
     y_tr = raw.y_train[tr_idx]
     x_val = _resize(raw.x_train[val_idx], size) if len(val_idx) else None
     y_val = raw.y_train[val_idx] if len(val_idx) else None
@@ -568,6 +574,35 @@ def load_data(cfg: DataConfig) -> DataBundle:
         kwargs, make_train = _array_pipelines(cfg)
     train = make_train(0, cfg.augment, True)
     return DataBundle(config=cfg, train=train, _make_train=make_train, **kwargs)
+
+
+def check_data(cfg: DataConfig) -> dict:
+    """Validates the data of `cfg` and writes nothing (binaries call it before they create a
+    run directory). For user data it lists, scans and cuts the source (the scan is cached for
+    the `load_data` that follows); built-in datasets are only checked by `DataConfig`.
+
+    Returns:
+      {"dataset", "num_examples", "num_classes", "class_names", "image_shape", "bad_files"}.
+
+    Raises:
+      ValueError: one line naming the problem (see `load_data`).
+    """
+    if not cfg.user:
+        return {"dataset": cfg.dataset, "num_examples": None, "num_classes": None,
+                "class_names": list(_CLASS_NAMES.get(cfg.dataset, ())), "image_shape": None,
+                "bad_files": {"count": 0, "first": []}}
+    from eatnas_tf.data import splits, user  # noqa: PLC0415
+
+    src = user.source_of(cfg)
+    if not (cfg.split_file and os.path.exists(cfg.split_file)):
+        splits.make_cut(src.labels, src.given, src.class_names, seed=cfg.split_seed,
+                        val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
+                        spec=cfg.dataset)
+    else:
+        splits.load_cut(cfg.split_file, src.ids, cfg.dataset)
+    return {"dataset": cfg.dataset, "num_examples": len(src.ids),
+            "num_classes": len(src.class_names), "class_names": list(src.class_names),
+            "image_shape": [src.size, src.size, src.channels], "bad_files": src.bad_summary}
 
 
 def load_arrays(cfg: DataConfig, split: str = "test",

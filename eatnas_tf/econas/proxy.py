@@ -201,12 +201,18 @@ def reduce_arch(proxy: Proxy, arch: ArchSpec) -> ArchSpec:
 def reduce_data(proxy: Proxy, data: DataConfig) -> DataConfig:
     """Resolution level r of the config's image side; sample level s of its training part
     (also of `max_train_examples`, which caps the part after sampling); cutout scaled with
-    the resolution (EcoNAS A5.2, item 3)."""
+    the resolution (EcoNAS A5.2, item 3).
+
+    With r > 0 the training images are padded and cropped at full size, then resized
+    (`DataConfig.crop_then_resize`; A5.2 item 3 "The images are resized to reduced
+    resolution after padding and random cropping"); the cutout, applied after the resize,
+    has the reduced length."""
     kw: Dict[str, Any] = {}
     if proxy.r:
         size = proxy.resolution(data.size)
         kw["image_size"] = size
         kw["cutout_length"] = max(1, int(round(data.cutout_length * size / data.size)))
+        kw["crop_then_resize"] = True
     if proxy.s:
         kw["sample_fraction"] = data.sample_fraction * proxy.sample_ratio
         if data.max_train_examples is not None:
