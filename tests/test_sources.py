@@ -37,7 +37,7 @@ def _png(a: np.ndarray) -> bytes:
 
 def _rows(x, y):
     """Sorted (label, pixel bytes) pairs: compares example sets independent of order."""
-    return sorted((int(l), a.tobytes()) for a, l in zip(x, y))
+    return sorted((int(lab), a.tobytes()) for a, lab in zip(x, y))
 
 
 def _all_parts(cfg):
@@ -124,7 +124,8 @@ def test_png_folder_loads_the_idx_pixels_and_labels(fmnist_folder):
     assert data.num_train + data.num_val + data.num_test == 2000
     assert (data.num_test, data.num_val) == (400, 320)   # stratified: 40 + 32 per class
     # Folder labels are indices into the sorted folder names: map them back to IDX labels.
-    to_idx = np.array([[n.replace("/", "_") for n in D.FASHION_MNIST_CLASSES].index(n) for n in names])
+    folder_names = [n.replace("/", "_") for n in D.FASHION_MNIST_CLASSES]
+    to_idx = np.array([folder_names.index(n) for n in names])
     xa, ya = _all_parts(cfg)
     assert _rows(xa, to_idx[ya]) == _rows(x[sel], y[sel])
     # Example by example, through the ids (class/<IDX index>.png).
@@ -145,7 +146,8 @@ def _example(img: np.ndarray, label: int, text=None) -> bytes:
          "image/class/label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
          "image/format": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"png"]))}
     if text is not None:
-        f["image/class/text"] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[text.encode()]))
+        f["image/class/text"] = tf.train.Feature(
+            bytes_list=tf.train.BytesList(value=[text.encode()]))
     return tf.train.Example(features=tf.train.Features(feature=f)).SerializeToString()
 
 
@@ -187,7 +189,8 @@ def test_tfds_dataset_by_name_through_mock_data(tmp_path):
 
 
 def test_tfds_missing_dataset_is_one_line_naming_where_tfds_looked(tmp_path):
-    msg = _one_line_value_error(lambda: D.load_data(D.DataConfig("tfds:cifar10", data_dir=str(tmp_path))),
+    cfg = D.DataConfig("tfds:cifar10", data_dir=str(tmp_path))
+    msg = _one_line_value_error(lambda: D.load_data(cfg),
                                 "not prepared in")
     assert str(tmp_path) in msg
     _one_line_value_error(lambda: D.load_data(D.DataConfig("tfds:no_such_dataset_zz")),
@@ -221,7 +224,7 @@ def test_rgb_jpeg_folder_skips_and_names_every_bad_file(photo_folder, capfd):
     cfg = D.DataConfig(f"folder:{photo_folder}", batch_size=8, augment=("crop", "flip"))
     data = D.load_data(cfg)
     err = capfd.readouterr().err
-    warning = [l for l in err.splitlines() if l.startswith("warning: dataset")]
+    warning = [ln for ln in err.splitlines() if ln.startswith("warning: dataset")]
     assert len(warning) == 1 and "skipped 3 bad file(s)" in warning[0]
     for name in ("china/broken.jpg", "flower/empty.png", "flower/notes.txt"):
         assert name in warning[0]
@@ -295,10 +298,12 @@ def test_every_bad_data_case_is_one_line_value_error_and_writes_nothing(tmp_path
 def test_check_data_validates_without_writing(tmp_path, photo_folder):
     split = tmp_path / "run" / "data_split.json"
     one = _make_folder(tmp_path / "one", {"a": 3})
-    _one_line_value_error(lambda: D.check_data(D.DataConfig(f"folder:{one}", split_file=str(split))),
+    _one_line_value_error(lambda: D.check_data(D.DataConfig(f"folder:{one}",
+                                                            split_file=str(split))),
                           "found 1 class folder")
     few = _make_folder(tmp_path / "few", {"a": 5, "b": 2})
-    _one_line_value_error(lambda: D.check_data(D.DataConfig(f"folder:{few}", split_file=str(split))),
+    _one_line_value_error(lambda: D.check_data(D.DataConfig(f"folder:{few}",
+                                                            split_file=str(split))),
                           "class 'b' has 2 usable")
     info = D.check_data(D.DataConfig(f"folder:{photo_folder}", split_file=str(split)))
     assert info["num_examples"] == 24 and info["bad_files"]["count"] == 3
@@ -324,7 +329,8 @@ def test_stored_split_is_reused_and_checked(photo_folder, tmp_path, capfd):
     for (xa, ya), (xb, yb) in zip(a, b):
         np.testing.assert_array_equal(xa, xb)
         np.testing.assert_array_equal(ya, yb)
-    fresh = D.load_arrays(D.DataConfig(f"folder:{photo_folder}", split="final", split_seed=7), "test")
+    fresh = D.load_arrays(D.DataConfig(f"folder:{photo_folder}", split="final", split_seed=7),
+                          "test")
     assert not np.array_equal(fresh[0], a[2][0])  # without the file, seed 7 cuts differently
     # Data that no longer matches the stored file list: one line.
     user.load_source.cache_clear()
@@ -332,12 +338,13 @@ def test_stored_split_is_reused_and_checked(photo_folder, tmp_path, capfd):
     os.makedirs(os.path.join(photo_folder, "..", "photos_other"), exist_ok=True)
     import shutil
 
-    shutil.copytree(photo_folder, os.path.join(photo_folder, "..", "photos_other"), dirs_exist_ok=True)
+    shutil.copytree(photo_folder, os.path.join(photo_folder, "..", "photos_other"),
+                    dirs_exist_ok=True)
     os.remove(os.path.join(photo_folder, "..", "photos_other", "china", "crop03.jpg"))
     _one_line_value_error(lambda: D.load_data(other), "was cut from other data.*china/crop03.jpg")
 
 
-# -- streaming ---------------------------------------------------------------------------------------
+# -- streaming -----------------------------------------------------------------------------
 def test_streamed_folder_gives_the_same_batches_as_in_memory(photo_folder):
     kw = dict(batch_size=4, split="final", val_fraction=0.25)
     mem = D.load_data(D.DataConfig(f"folder:{photo_folder}", **kw))
@@ -345,7 +352,8 @@ def test_streamed_folder_gives_the_same_batches_as_in_memory(photo_folder):
     assert not mem.streamed and stream.streamed
     assert user.source_of(stream.config).images is None  # never loaded whole
     np.testing.assert_allclose(mem.mean, stream.mean, rtol=1e-12)
-    for dm, ds in ((mem.train_noaug, stream.train_noaug), (mem.val, stream.val), (mem.test, stream.test)):
+    for dm, ds in ((mem.train_noaug, stream.train_noaug), (mem.val, stream.val),
+                   (mem.test, stream.test)):
         bm, bs = list(dm), list(ds)
         assert len(bm) == len(bs) > 0
         for (xm, ym), (xs, ys) in zip(bm, bs):
@@ -367,8 +375,8 @@ def test_streamed_tfrecords_give_the_same_images_as_in_memory(tmp_path):
     assert stream.streamed and (mem.num_train, mem.num_val) == (stream.num_train, stream.num_val)
 
     def rows(ds):
-        return sorted((int(l), np.round(a, 4).tobytes()) for xb, yb in ds for a, l in
-                      zip(xb.numpy(), yb.numpy()))
+        return sorted((int(lab), np.round(a, 4).tobytes()) for xb, yb in ds
+                      for a, lab in zip(xb.numpy(), yb.numpy()))
 
     assert rows(mem.train_noaug) == rows(stream.train_noaug)
     assert rows(mem.test) == rows(stream.test)
@@ -394,8 +402,8 @@ def test_smoke_search_on_a_png_folder_writes_the_builtin_candidates(tmp_path):
     raw = D._raw_arrays("digits", "sklearn", None)
     root = tmp_path / "digits_png"
     for part, xs, ys in (("train", raw.x_train, raw.y_train), ("test", raw.x_test, raw.y_test)):
-        for i, (a, l) in enumerate(zip(xs, ys)):
-            d = root / part / str(l)
+        for i, (a, lab) in enumerate(zip(xs, ys)):
+            d = root / part / str(lab)
             d.mkdir(parents=True, exist_ok=True)
             Image.fromarray(a[..., 0]).save(d / f"{i:05d}.png")
     out = {}

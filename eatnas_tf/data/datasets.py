@@ -43,7 +43,7 @@ import tensorflow as tf
 
 from eatnas_tf.data import augment as aug
 from eatnas_tf.data import idx
-from eatnas_tf.data.sources import BUILTIN, FORMS, parse_dataset
+from eatnas_tf.data.sources import BUILTIN, parse_dataset
 
 DATASETS = BUILTIN  # the built-in names; `--dataset` also takes the user forms of `FORMS`
 SOURCES = ("auto", "idx", "tfds", "sklearn")

@@ -34,7 +34,8 @@ def to_channels(image, channels: int):
     if channels == 1:
         return tf.cond(c >= 3, lambda: tf.image.rgb_to_grayscale(image[..., :3]),
                        lambda: image[..., :1])
-    return tf.cond(c >= 3, lambda: image[..., :3], lambda: tf.image.grayscale_to_rgb(image[..., :1]))
+    return tf.cond(c >= 3, lambda: image[..., :3],
+                   lambda: tf.image.grayscale_to_rgb(image[..., :1]))
 
 
 def resize(image, size: int, channels: int):
@@ -80,6 +81,13 @@ def sample_positions(n: int, k: int = SIZE_SAMPLE) -> List[int]:
     return sorted({i * n // k for i in range(k)})
 
 
+def is_grey(a: np.ndarray) -> bool:
+    """One channel, or three equal ones."""
+    if a.shape[-1] < 3:
+        return True
+    return bool((a[..., 0] == a[..., 1]).all() and (a[..., 1] == a[..., 2]).all())
+
+
 def pil_geometry(data: bytes) -> Optional[Tuple[int, bool]]:
     """(short side, is grey) of encoded image bytes with PIL, or None when PIL cannot read it.
 
@@ -91,8 +99,7 @@ def pil_geometry(data: bytes) -> Optional[Tuple[int, bool]]:
             w, h = im.size
             if im.mode in ("1", "L", "LA", "I", "I;16", "F"):
                 return min(w, h), True
-            rgb = np.asarray(im.convert("RGB"))
-            return min(w, h), bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
+            return min(w, h), is_grey(np.asarray(im.convert("RGB")))
     except Exception:  # noqa: BLE001 - any unreadable file is simply not sampled
         return None
 
@@ -113,7 +120,8 @@ class ScanResult:
     sq_sums: np.ndarray             # int64 [len(good), C]: per-image squared pixel sums
 
 
-def scan(raw: tf.data.Dataset, size: int, channels: int, keep: bool, batch: int = 256) -> ScanResult:
+def scan(raw: tf.data.Dataset, size: int, channels: int, keep: bool,
+         batch: int = 256) -> ScanResult:
     """Decodes every element of `raw` (encoded strings or uint8 images) in order.
 
     Elements the decoder rejects are dropped (their positions are missing from `good`)."""

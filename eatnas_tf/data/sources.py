@@ -74,7 +74,8 @@ def parse_dataset(spec: str) -> DatasetSpec:
         raise _bad(spec)
     rest = rest.strip()
     if not rest:
-        raise _bad(spec, f"{kind}: needs a {'directory' if kind == 'folder' else 'glob' if kind == 'tfrecord' else 'name'}")
+        what = {"folder": "directory", "tfrecord": "glob", "tfds": "name"}[kind]
+        raise _bad(spec, f"{kind}: needs a {what}")
     if kind == "folder":
         return DatasetSpec("folder", location=os.path.abspath(os.path.expanduser(rest)))
     if kind == "tfrecord":

@@ -122,8 +122,9 @@ def save_cut(path: str, cut: Cut, ids: Sequence[str], *, spec: str, seed: int,
     atomic.write_json(path, d, indent=None, sort_keys=False)
 
 
-def resolve_cut(ids: Sequence[str], labels: np.ndarray, given, class_names, *, split_file: Optional[str],
-                seed: int, val_fraction: float, test_fraction: float, spec: str) -> Cut:
+def resolve_cut(ids: Sequence[str], labels: np.ndarray, given, class_names, *,
+                split_file: Optional[str], seed: int, val_fraction: float,
+                test_fraction: float, spec: str) -> Cut:
     """The stored cut when `split_file` exists, else a new one (stored when `split_file` is set)."""
     if split_file and os.path.exists(split_file):
         return load_cut(split_file, ids, spec)

@@ -73,8 +73,9 @@ def open_tfds(name: str, data_dir: Optional[str], spec: str) -> TfdsSource:
                          "there; nothing is downloaded: prepare it with `tfds build` or set "
                          "--data_dir)") from None
     except Exception as e:  # noqa: BLE001
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ValueError(f"dataset: {spec}: cannot read split 'train' from {builder.data_dir}: "
-                         f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from None
+                         f"{first}") from None
     splits = ["train"]
     for cand in ("test", "validation"):
         if info.splits and cand not in info.splits:

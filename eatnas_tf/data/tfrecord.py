@@ -94,7 +94,8 @@ def read_records(pattern: str, spec: str) -> Records:
                 k += len(lab)
         except tf.errors.OpError as e:
             msg = (e.message or str(e)).splitlines()[0][:160]
-            raise ValueError(f"dataset: {spec}: {base} is not readable as {_NEEDS}: {msg}") from None
+            raise ValueError(f"dataset: {spec}: {base} is not readable as {_NEEDS}: "
+                             f"{msg}") from None
     if not ids:
         raise ValueError(f"dataset: {spec}: the matched files hold no records")
     k = max(labels) + 1

@@ -65,8 +65,7 @@ class Source:
         """Raw images (encoded or decoded) of good examples `positions`, in that order for
         folders, in the source's order for records (see the module docstring)."""
         if self.paths is not None:
-            paths = tf.constant([self.paths[i] for i in positions] if len(positions) else [""][:0],
-                                tf.string)
+            paths = tf.constant([self.paths[i] for i in positions], tf.string)
             return tf.data.Dataset.from_tensor_slices(paths).map(tf.io.read_file)
         mask = np.zeros(int(self.raw_pos.max()) + 1 if len(self.raw_pos) else 1, bool)
         mask[self.raw_pos[positions]] = True
@@ -104,8 +103,8 @@ def load_source(spec: str, data_dir: Optional[str], image_size: Optional[int],
         from eatnas_tf.data import folder  # noqa: PLC0415
 
         lst = folder.list_folder(ds_spec.location, spec)
-        names, ids, labels, given, bad = lst.class_names, lst.ids, np.asarray(lst.labels, np.int64), \
-            lst.given, list(lst.bad)
+        names, ids, given, bad = lst.class_names, lst.ids, lst.given, list(lst.bad)
+        labels = np.asarray(lst.labels, np.int64)
         paths_all = lst.paths
         paths = paths_all
         if not ids:
@@ -139,8 +138,7 @@ def load_source(spec: str, data_dir: Optional[str], image_size: Optional[int],
             out = []
             for x in src.raw().take(im.SIZE_SAMPLE):
                 a = x.numpy()
-                grey = a.shape[-1] == 1 or bool((a[..., 0] == a[..., 1]).all() and (a[..., 1] == a[..., 2]).all())
-                out.append((min(a.shape[0], a.shape[1]), grey))
+                out.append((min(a.shape[0], a.shape[1]), im.is_grey(a)))
             return out
 
     size, channels = im.geometry_rule(sample())
@@ -231,7 +229,8 @@ def stream_pipelines(cfg, src: Source, parts: Parts, epoch_seed, aug):
                                       reshuffle_each_iteration=False)
             paths = tf.constant([src.paths[i] for i in parts.train])
             labels = tf.constant(src.labels[parts.train])
-            ds = order.map(lambda i: (prep(tf.io.read_file(tf.gather(paths, i))), tf.gather(labels, i)),
+            ds = order.map(lambda i: (prep(tf.io.read_file(tf.gather(paths, i))),
+                                      tf.gather(labels, i)),
                            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         else:
             pos = np.sort(parts.train)
@@ -251,9 +250,9 @@ def stream_pipelines(cfg, src: Source, parts: Parts, epoch_seed, aug):
     def make_eval(pos):
         if pos is None:
             return None
-        ds = tf.data.Dataset.zip((src.raw_dataset(pos).map(prep, num_parallel_calls=tf.data.AUTOTUNE,
-                                                             deterministic=True),
-                                  tf.data.Dataset.from_tensor_slices(src.labels_in_stream_order(pos))))
+        x = src.raw_dataset(pos).map(prep, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        y = tf.data.Dataset.from_tensor_slices(src.labels_in_stream_order(pos))
+        ds = tf.data.Dataset.zip((x, y))
         ds = ds.batch(b).map(lambda x, y: (aug.eval_batch(x, mean=mean, std=std), y),
                              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         return ds.prefetch(tf.data.AUTOTUNE)
