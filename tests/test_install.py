@@ -225,3 +225,16 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path_factory):
     assert len(recs) == 4 and all(r["status"] == "ok" for r in recs)
     assert os.path.exists(run_dir / "report.json")
     shutil.rmtree(venv, ignore_errors=True)  # ~2 GB
+
+
+def test_make_demo_runs_the_readme_command():
+    """Issue 17 item 1: `make` runs exactly the command the README shows."""
+    if not shutil.which("make"):
+        pytest.skip("make not installed")
+    with open(os.path.join(ROOT, "README.md")) as f:
+        shown, = re.findall(r"`make` runs `(python -m eatnas_tf\.demo [^`]*)`", f.read())
+    p = subprocess.run(["make", "-n", "demo", "PYTHON=python"], cwd=ROOT, capture_output=True,
+                       text=True, check=True)
+    assert shown in p.stdout.splitlines(), p.stdout
+    p = subprocess.run(["make", "-n"], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert p.stdout.splitlines()[-1].endswith(shown.replace("python ", "", 1))
