@@ -183,21 +183,9 @@ def test_econas_train_config_spans_3e_or_restarts():
     assert s.train_config(const) is const
 
 
-@pytest.fixture(scope="module")
-def deterministic():
-    import tensorflow as tf
-    from tensorflow.python.framework import config as tf_config
-
-    was = tf_config.is_op_determinism_enabled()
-    tf.config.experimental.enable_op_determinism()
-    yield
-    if not was:
-        tf_config.disable_op_determinism()
-
-
-def test_cosine_continues_across_promotion_checkpoint(tmp_path, deterministic):
+def test_cosine_continues_across_promotion_checkpoint(tmp_path):
     """E then E more from the checkpoint: the LR at the first step of 2E is the 3E cosine's
-    value there, and the weights equal a straight 2E run of the same schedule."""
+    value there (`test_econas` shows E + E equals a straight 2E run, weights included)."""
     from eatnas_tf.model.builder import build_model
     from eatnas_tf.search.evaluate import EvalRequest, cached_data, macro_for
     from eatnas_tf.search.strategy import Proposal
@@ -225,9 +213,8 @@ def test_cosine_continues_across_promotion_checkpoint(tmp_path, deterministic):
     total = 3 * E * spe
     e1 = run(E, ck)
     e2 = run(2 * E, ck)
-    straight = run(2 * E, None)
     assert e1.record["resumed_from_epoch"] == 0 and e2.record["resumed_from_epoch"] == E
-    assert e2.record["steps"] == straight.record["steps"] == 2 * E * spe
+    assert e2.record["steps"] == 2 * E * spe
     # lr_curve holds the optimiser's LR after each epoch, i.e. the LR its next step uses:
     # the first step of 2E (step E × spe, the restored counter) runs at the 3E cosine's
     # value there, not a restart at 0.025 nor the end value 0.001
@@ -236,13 +223,9 @@ def test_cosine_continues_across_promotion_checkpoint(tmp_path, deterministic):
     assert e1.record["lr_curve"][-1] == pytest.approx(first_2e, rel=1e-4)
     sched = optim.make_schedule(s.train_config(train.replace(epochs=2 * E)), spe)
     assert float(sched(E * spe)) == pytest.approx(first_2e, rel=1e-5)
-    # the continuation's curve (the checkpoint's epochs, then its own) is the straight run's
+    # the continuation's curve: the checkpoint's epoch, then its own, on the same cosine
     curve = [first_2e, _cosine(2 * E * spe, total)]
     assert e2.record["lr_curve"] == pytest.approx(curve, rel=1e-4)
-    assert straight.record["lr_curve"] == pytest.approx(curve, rel=1e-4)
-    for name, ws in straight.weights.items():
-        for a, b in zip(ws, e2.weights[name]):
-            np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
 
 
 # -- 3. EAT-NAS: the ImageNet stage transfers the architecture only --------------------------------
@@ -423,3 +406,23 @@ def test_reduced_resolution_crops_at_full_size_then_resizes():
     assert xb.shape[1:] == (4, 4, 1)
     assert next(iter(data.train_noaug))[0].shape[1:] == (4, 4, 1)
     assert next(iter(data.val))[0].shape[1:] == (4, 4, 1)
+
+
+# -- 4 (part). Both channel modes of the ImageNet layout: exact parameter counts -----------------
+@pytest.mark.parametrize("mode", ["mbv2", "relative"])
+def test_imagenet_channel_modes_count_params_exactly(mode):
+    import dataclasses
+
+    import keras
+
+    from eatnas_tf.arch.cost import count
+    from eatnas_tf.model.builder import build_model
+
+    space = space_lib.get_space("imagenet")
+    macro = space.macro.with_(image_size=32)  # parameters do not depend on the input size
+    for seed in range(2):
+        arch = dataclasses.replace(space.sample(random.Random(seed)), channel_mode=mode)
+        model = build_model(arch, macro)
+        assert count(arch, macro).params == model.count_params(), (mode, codec.to_text(arch))
+        del model
+        keras.backend.clear_session()
