@@ -51,10 +51,13 @@ FORMATS = ("fp32", "fp16", "int8", "qat")
 def demo(threads):
     """Trains the demo net briefly and exports it with every check; returns the report."""
     import keras
+    import numpy as np
 
     from eatnas_tf.arch import codec
     from eatnas_tf.arch.space import get_space
-    from export import data, export_lib, tflite
+    from eatnas_tf.data.datasets import DataConfig, load_arrays, load_data
+    from export import export_lib, tflite
+    from export.saved_model import preprocess
 
     space = get_space("fashion_mnist")
     arch = space.validate(codec.from_text(DEMO_ARCH, **space.arch_defaults()))
@@ -62,12 +65,17 @@ def demo(threads):
     from eatnas_tf.model.builder import build_model
 
     model = build_model(arch, space.macro)
-    mean, std = data.mean_std("fashion_mnist")
-    x, y = data.load_split("fashion_mnist", "train", _TRAIN.value, seed=0)
+    cfg = DataConfig("fashion_mnist", split="final", val_fraction=0.0)
+    bundle = load_data(cfg)
+    mean, std = bundle.mean, bundle.std
+    x, y = load_arrays(cfg, "train")
+    sel = np.sort(np.random.RandomState(0).choice(len(y), size=min(_TRAIN.value, len(y)),
+                                                  replace=False))
+    x, y = x[sel], y[sel]
     model.compile(keras.optimizers.SGD(0.05, momentum=0.9),
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     t = time.perf_counter()
-    model.fit(data.preprocess(x, mean, std), y, batch_size=128, epochs=_EPOCHS.value, verbose=0)
+    model.fit(preprocess(x, mean, std), y, batch_size=128, epochs=_EPOCHS.value, verbose=0)
     train_s = time.perf_counter() - t
     config = export_lib.ExportConfig(
         qat=tflite.QATConfig(epochs=_QAT_EPOCHS.value, max_samples=_QAT_SAMPLES.value),
@@ -82,6 +90,7 @@ def demo(threads):
 
 def mobilenet(threads):
     """Converts untrained MobileNetV2 1.0/224 to every format and times it."""
+    import keras
     import numpy as np
 
     from eatnas_tf.arch import registry
@@ -89,8 +98,6 @@ def mobilenet(threads):
     from eatnas_tf.measure import latency
     from eatnas_tf.model.builder import build_model
     from export import graph_cost, saved_model, tflite
-
-    import keras
 
     keras.utils.set_random_seed(0)
     macro = registry.IMAGENET_MACRO

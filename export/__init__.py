@@ -5,9 +5,11 @@ LiteRT latency and a Mult-Adds check (DESIGN.md §4).
     python -m export --model=M.keras --arch=ARCH --space=fashion_mnist \
         --dataset=fashion_mnist --export_dir=OUT
 
-Modules: `export_lib` (orchestration, `export_run` / `export_artifact` /
-`export_keras_file`), `saved_model` (serving signatures), `tflite` (conversion + QAT),
-`graph_cost` (MAdds from the converted graph), `report`
-(JSON / Markdown), `data` (held-out and representative arrays). LiteRT timing lives
-below both this package and `eatnas_tf.epnas`, in `eatnas_tf.measure.latency`.
+Modules, in the order an export runs: `plan` (ExportConfig, ExportPlan, the data read
+from the one data layer `eatnas_tf.data.datasets`), `converters` (the table of TFLite
+formats, built on `tflite` and `saved_model`), `checks` (parity, accuracy, graph MAdds via
+`graph_cost`, latency via `eatnas_tf.measure.latency`, blessing), `publish` (versioned
+directories) and `report` (JSON / Markdown); `run_source` reads a search run directory;
+`export_lib` puts them together (`export_run`, `export_artifact`, `export_keras_file`,
+`export_candidate`, `export_model`).
 """

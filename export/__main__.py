@@ -5,6 +5,9 @@
     python -m export --model=PATH.keras --arch=ARCH --space=SPACE --dataset=fashion_mnist \
         --export_dir=OUT
 
+A run that retrained nothing (no DIR/winner/) exports its best candidate's stored weights
+and says so in the report. The data is the run's own (its stored data config).
+
 Flags are turned into an `ExportConfig` once and passed to `export.export_lib`; bad input
 (missing run dir, unreadable model, unwritable export dir, unconvertible model) prints one
 line on stderr and exits 2, leaving no partial version dir. Prints the export report's
@@ -20,15 +23,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import flags, logging  # noqa: E402
 
 from eatnas_tf import cli  # noqa: E402
-from export import data as data_lib  # noqa: E402
 from export import tflite as tflite_lib  # noqa: E402
 
-_RUN_DIR = flags.DEFINE_string("run_dir", None, "Search run directory (exports DIR/winner).")
+_RUN_DIR = flags.DEFINE_string("run_dir", None, "Search run directory (exports DIR/winner, or "
+                                "the best candidate's weights when nothing was retrained).")
 _MODEL = flags.DEFINE_string("model", None, "A saved .keras model (instead of --run_dir).")
 _ARCH = flags.DEFINE_string("arch", None, "Encoding of --model: text form, JSON or file.")
 _SPACE = flags.DEFINE_string("space", "fashion_mnist", "Search space of --model.")
-_DATASET = flags.DEFINE_enum("dataset", "fashion_mnist", list(data_lib.DATASETS),
-                             "Held-out / representative data of --model.")
+_DATASET = flags.DEFINE_string("dataset", "fashion_mnist",
+                               "Held-out / representative data of --model: any --dataset the "
+                               "search takes (fashion_mnist, digits, cifar10, folder:DIR, ...).")
 _EXPORT_DIR = flags.DEFINE_string("export_dir", None,
                                   "Base dir of version dirs (default DIR/export for --run_dir).")
 _PARETO = flags.DEFINE_bool("pareto", False, "Also export every Pareto member with a model_dir.")
@@ -52,7 +56,7 @@ _SEED = flags.DEFINE_integer("seed", 0, "Seed of the representative / fine-tunin
 
 
 def _config():
-    from export import export_lib  # noqa: PLC0415
+    from export import export_lib
 
     try:
         threads = tuple(int(t) for t in _THREADS.value)
@@ -75,11 +79,12 @@ def main(argv):
     if len(argv) > 1:
         raise cli.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     if bool(_RUN_DIR.value) == bool(_MODEL.value):
-        raise cli.UsageError("give exactly one of --run_dir or --model (with --arch and --export_dir)")
+        raise cli.UsageError("give exactly one of --run_dir or --model (with --arch and "
+                             "--export_dir)")
     if not flags.FLAGS["verbosity"].present:  # TF's INFO lines would bury the report
         logging.set_verbosity(logging.WARNING)
     config = _config()
-    from export import export_lib, report  # noqa: PLC0415
+    from export import export_lib, report
 
     try:
         if _RUN_DIR.value:

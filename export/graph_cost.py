@@ -36,7 +36,7 @@ def tflite_madds(path: str) -> Dict:
       {"madds": total, "by_op": {op: madds}, "op_counts": {op: n}, "batch": b} where
       `batch` is the batch the graph was allocated with (counts are divided by it).
     """
-    from ai_edge_litert import interpreter as litert  # noqa: PLC0415
+    from ai_edge_litert import interpreter as litert
 
     it = litert.Interpreter(
         model_path=path,

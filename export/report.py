@@ -9,40 +9,16 @@ for people; `update_run_report` puts them under an "## Export" heading of the ru
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from typing import Any, Dict, List, Optional, Sequence
+
+from eatnas_tf.store import atomic
 
 SECTION = "## Export"
 
 
 def write_json(path: str, obj: Any) -> None:
-    """Writes JSON atomically (temp file + rename)."""
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".json", dir=d)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _write_text(path: str, text: str) -> None:
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".md", dir=d)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Writes JSON atomically (temp file + rename), keys in report order."""
+    atomic.write_json(path, obj, indent=2, sort_keys=False)
 
 
 def _fmt(v, spec: str = "", none: str = "–") -> str:
@@ -70,14 +46,15 @@ def format_table(report: Dict[str, Any]) -> str:
                  _fmt(report.get("madds"), ",")] + ["–"] * len(threads))
     sm = report.get("saved_model", {})
     rows.append(["saved_model", "raw uint8 / tf.Example", _pct(sm.get("accuracy")),
-                 _fmt(sm.get("accuracy_drop_pts"), ".2f"), _fmt(sm.get("max_abs_logit_diff"), ".2e"),
+                 _fmt(sm.get("accuracy_drop_pts"), ".2f"),
+                 _fmt(sm.get("max_abs_logit_diff"), ".2e"),
                  _kb(sm.get("size_bytes")), "–", "–"] + ["–"] * len(threads))
     for name, f in report.get("formats", {}).items():
         lat = f.get("latency", {})
         cells = []
         for t in threads:
-            l = lat.get(str(t))
-            cells.append(f"{l['median_ms']:.3f} / {l['p90_ms']:.3f}" if l else "–")
+            lt = lat.get(str(t))
+            cells.append(f"{lt['median_ms']:.3f} / {lt['p90_ms']:.3f}" if lt else "–")
         rows.append([f"{name} (`{f.get('file')}`)", f.get("input", {}).get("kind", "–"),
                      _pct(f.get("accuracy")), _fmt(f.get("accuracy_drop_pts"), ".2f"),
                      _fmt(f.get("max_abs_logit_diff"), ".2e"), _kb(f.get("size_bytes")),
@@ -95,6 +72,7 @@ def to_markdown(report: Dict[str, Any], pareto: Optional[Sequence[Dict[str, Any]
         "",
         f"- arch: `{report.get('arch')}` (space `{report.get('space')}`, dataset "
         f"`{report.get('dataset')}`)",
+        f"- weights: {report.get('weights', 'retrained')}",
         f"- params: {_fmt(report.get('params'), ',')} · analytic MAdds: "
         f"{_fmt(report.get('madds'), ',')}",
         f"- held-out data: {report.get('eval', {}).get('split')} split, "
@@ -140,7 +118,7 @@ def pareto_table(members: Sequence[Dict[str, Any]]) -> str:
 
 
 def write_markdown(path: str, text: str) -> None:
-    _write_text(path, text)
+    atomic.write_text(path, text)
 
 
 def update_run_report(report_md: str, section_body: str) -> None:
@@ -151,7 +129,7 @@ def update_run_report(report_md: str, section_body: str) -> None:
     """
     with open(report_md) as f:
         lines = f.read().splitlines()
-    start = next((i for i, l in enumerate(lines) if l.strip() == SECTION), None)
+    start = next((i for i, ln in enumerate(lines) if ln.strip() == SECTION), None)
     body = [SECTION, ""] + section_body.rstrip("\n").splitlines()
     if start is None:
         while lines and not lines[-1].strip():
@@ -162,4 +140,4 @@ def update_run_report(report_md: str, section_body: str) -> None:
                    len(lines))
         tail = lines[end:]
         new = lines[:start] + body + ([""] + tail if tail else [])
-    _write_text(report_md, "\n".join(new) + "\n")
+    atomic.write_text(report_md, "\n".join(new) + "\n")

@@ -26,7 +26,7 @@ VAR_HANDLE ops and the file computes NaN), while the archive's variable tracking
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -86,10 +86,23 @@ class ServingSpec:
         return (self.image_size, self.image_size, self.channels)
 
 
+def preprocess(images: np.ndarray, mean: Sequence[float], std: Sequence[float],
+               image_size: Optional[int] = None) -> np.ndarray:
+    """`(x / 255 - mean) / std` of raw uint8 `images` as float32 numpy, resized (bilinear)
+    to `image_size` if it differs: the arithmetic of `preprocess_graph`, so Keras and the
+    exported files see identical inputs."""
+    x = images.astype(np.float32) / np.float32(255.0)
+    if image_size is not None and (x.shape[1], x.shape[2]) != (image_size, image_size):
+        import tensorflow as tf
+
+        x = tf.image.resize(x, (image_size, image_size)).numpy()
+    return ((x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)).astype(np.float32)
+
+
 def preprocess_graph(images, spec: ServingSpec):
     """uint8 [N, H, W, C] → the network's float32 input, as TF ops (the same arithmetic as
-    `export.data.preprocess`)."""
-    import tensorflow as tf  # noqa: PLC0415
+    `preprocess`)."""
+    import tensorflow as tf
 
     x = tf.cast(images, tf.float32) / 255.0
     if spec.raw_size != (spec.image_size, spec.image_size):
@@ -98,7 +111,7 @@ def preprocess_graph(images, spec: ServingSpec):
 
 
 def _outputs(logits):
-    import tensorflow as tf  # noqa: PLC0415
+    import tensorflow as tf
 
     return {"logits": logits, "probabilities": tf.nn.softmax(logits),
             "classes": tf.argmax(logits, axis=-1)}
@@ -107,17 +120,18 @@ def _outputs(logits):
 def make_example(image: np.ndarray) -> bytes:
     """A serialized `tf.Example` holding one raw uint8 HWC image (the feature
     `serving_tf_example` parses)."""
-    import tensorflow as tf  # noqa: PLC0415
+    import tensorflow as tf
 
     img = np.ascontiguousarray(image, dtype=np.uint8)
-    feature = {IMAGE_FEATURE: tf.train.Feature(bytes_list=tf.train.BytesList(value=[img.tobytes()]))}
+    value = tf.train.BytesList(value=[img.tobytes()])
+    feature = {IMAGE_FEATURE: tf.train.Feature(bytes_list=value)}
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 
 def _archive(model, spec: ServingSpec, endpoints: Sequence[str]):
     """An ExportArchive tracking `model` with the named endpoints."""
-    import keras  # noqa: PLC0415
-    import tensorflow as tf  # noqa: PLC0415
+    import keras
+    import tensorflow as tf
 
     def logits_of(x):
         return model(x, training=False)
@@ -138,10 +152,11 @@ def _archive(model, spec: ServingSpec, endpoints: Sequence[str]):
     def logits_from_normalized(image):
         return {"logits": logits_of(image)}
 
+    raw = tf.TensorSpec((None,) + spec.raw_shape, tf.uint8, name="images")
     table = {
-        SERVING_DEFAULT: (serve_images, tf.TensorSpec((None,) + spec.raw_shape, tf.uint8, name="images")),
+        SERVING_DEFAULT: (serve_images, raw),
         SERVING_TF_EXAMPLE: (serve_examples, tf.TensorSpec((None,), tf.string, name="examples")),
-        LOGITS_RAW: (logits_from_raw, tf.TensorSpec((None,) + spec.raw_shape, tf.uint8, name="images")),
+        LOGITS_RAW: (logits_from_raw, raw),
         LOGITS_NORMALIZED: (logits_from_normalized,
                             tf.TensorSpec((None,) + spec.model_shape, tf.float32, name="image")),
     }
@@ -167,7 +182,7 @@ def write_saved_model(model, spec: ServingSpec, path: str,
 
 def load_signature(path: str, name: str = SERVING_DEFAULT):
     """(loaded object, concrete signature function); keep the object alive while calling."""
-    import tensorflow as tf  # noqa: PLC0415
+    import tensorflow as tf
 
     loaded = tf.saved_model.load(path)
     return loaded, loaded.signatures[name]
@@ -177,7 +192,7 @@ def predict_logits(path_or_loaded, images: np.ndarray, batch_size: int = 512,
                    signature: str = SERVING_DEFAULT) -> np.ndarray:
     """Logits of the SavedModel on raw uint8 `images` (or serialized examples for
     `serving_tf_example`), batched."""
-    import tensorflow as tf  # noqa: PLC0415
+    import tensorflow as tf
 
     loaded = (tf.saved_model.load(path_or_loaded) if isinstance(path_or_loaded, str)
               else path_or_loaded)

@@ -34,7 +34,6 @@ from typing import Callable, Iterable, Optional
 
 import numpy as np
 
-from export import data as data_lib
 from export import saved_model as sm_lib
 
 FORMATS = ("fp32", "fp16", "int8", "qat")
@@ -76,7 +75,8 @@ def _convert(make_converter: Callable, what: str) -> bytes:
     try:
         return make_converter().convert()
     except Exception as e:  # the converter raises many types; keep one clear line
-        first = next((l.strip() for l in str(e).splitlines() if l.strip()), type(e).__name__)
+        first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()),
+                     type(e).__name__)
         raise ConversionError(f"TFLite {what} conversion failed: {first}") from e
 
 
@@ -90,14 +90,14 @@ def _scratch_saved_model(model, spec: sm_lib.ServingSpec, endpoint: str):
 
 
 def _from_saved_model(path: str, endpoint: str):
-    import tensorflow as tf  # noqa: PLC0415
+    import tensorflow as tf
 
     return tf.lite.TFLiteConverter.from_saved_model(path, signature_keys=[endpoint])
 
 
 def convert_float(model, spec: sm_lib.ServingSpec, fp16: bool = False) -> bytes:
     """fp32 (or fp16-weight) TFLite bytes taking raw uint8 images, preprocessing inside."""
-    import tensorflow as tf  # noqa: PLC0415
+    import tensorflow as tf
 
     with _scratch_saved_model(model, spec, sm_lib.LOGITS_RAW) as path:
         def make():
@@ -110,7 +110,7 @@ def convert_float(model, spec: sm_lib.ServingSpec, fp16: bool = False) -> bytes:
 
 
 def _int8_settings(c, int8_io: bool):
-    import tensorflow as tf  # noqa: PLC0415
+    import tensorflow as tf
 
     c.optimizations = [tf.lite.Optimize.DEFAULT]
     c.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
@@ -130,7 +130,7 @@ def convert_int8(model, spec: sm_lib.ServingSpec, representative: np.ndarray,
       representative: raw uint8 images [N, H, W, C] from the training split.
       int8_io: int8 input/output tensors (else float32 with quantize/dequantize ops inside).
     """
-    x = data_lib.preprocess(representative, spec.mean, spec.std, spec.image_size)
+    x = sm_lib.preprocess(representative, spec.mean, spec.std, spec.image_size)
 
     def rep() -> Iterable:
         for i in range(len(x)):
@@ -149,7 +149,7 @@ def _import_tfmot():
     """tfmot sets TF_USE_LEGACY_KERAS=1 on import (to pick tf_keras); undo that so the rest
     of the process keeps resolving `tf.keras` the way it did."""
     before = os.environ.get("TF_USE_LEGACY_KERAS")
-    import tensorflow_model_optimization as tfmot  # noqa: PLC0415
+    import tensorflow_model_optimization as tfmot
 
     if before is None:
         os.environ.pop("TF_USE_LEGACY_KERAS", None)
@@ -162,7 +162,7 @@ def inference_model(model):
     """The logits-only model: drops an auxiliary head (a retrain-time second output)."""
     if len(model.outputs) == 1:
         return model
-    import keras  # noqa: PLC0415
+    import keras
 
     return keras.Model(model.inputs, model.outputs[0], name=model.name)
 
@@ -170,7 +170,7 @@ def inference_model(model):
 def build_qat_model(model, arch, macro, image_size: Optional[int] = None):
     """The tf_keras copy of `model` (same encoding, weights copied by layer name) wrapped
     by `tfmot.quantization.keras.quantize_model`."""
-    from eatnas_tf.model.builder_tfkeras import build_tf_keras_model, copy_weights  # noqa: PLC0415
+    from eatnas_tf.model.builder_tfkeras import build_tf_keras_model, copy_weights
 
     tfmot = _import_tfmot()
     src = inference_model(model)
@@ -182,10 +182,10 @@ def build_qat_model(model, arch, macro, image_size: Optional[int] = None):
 def finetune_qat(qat_model, images: np.ndarray, labels: np.ndarray, spec: sm_lib.ServingSpec,
                  config: QATConfig = QATConfig()):
     """Fine-tunes `qat_model` in place on raw uint8 `images`; returns the fit history dict."""
-    import tf_keras  # noqa: PLC0415
+    import tf_keras
 
     tf_keras.utils.set_random_seed(config.seed)
-    x = data_lib.preprocess(images, spec.mean, spec.std, spec.image_size)
+    x = sm_lib.preprocess(images, spec.mean, spec.std, spec.image_size)
     qat_model.compile(
         optimizer=tf_keras.optimizers.SGD(config.learning_rate, momentum=config.momentum),
         loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -199,7 +199,7 @@ def finetune_qat(qat_model, images: np.ndarray, labels: np.ndarray, spec: sm_lib
 
 def convert_qat(qat_model, spec: sm_lib.ServingSpec, int8_io: bool = True) -> bytes:
     """int8 TFLite bytes of a fine-tuned QAT model (ranges from its fake-quant nodes)."""
-    import tensorflow as tf  # noqa: PLC0415
+    import tensorflow as tf
 
     @tf.function(input_signature=[tf.TensorSpec((None,) + spec.model_shape, tf.float32,
                                                 name="image")])
@@ -230,7 +230,7 @@ def _model_input(raw: np.ndarray, detail, spec: sm_lib.ServingSpec) -> np.ndarra
     kind = input_kind(detail)
     if kind == "raw_uint8":
         return np.ascontiguousarray(raw, np.uint8)
-    x = data_lib.preprocess(raw, spec.mean, spec.std, spec.image_size)
+    x = sm_lib.preprocess(raw, spec.mean, spec.std, spec.image_size)
     if kind == "float32":
         return x
     scale, zero = detail["quantization"]
@@ -246,7 +246,7 @@ def _model_output(y: np.ndarray, detail) -> np.ndarray:
 
 def load_interpreter(path: str, num_threads: int = 1):
     """A LiteRT interpreter of `path` (`ai_edge_litert`, default delegates)."""
-    from ai_edge_litert.interpreter import Interpreter  # noqa: PLC0415
+    from ai_edge_litert.interpreter import Interpreter
 
     return Interpreter(model_path=path, num_threads=num_threads)
 

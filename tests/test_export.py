@@ -25,6 +25,15 @@ TFLITE_FILES = ("model_fp32.tflite", "model_fp16.tflite", "model_int8.tflite",
                 "model_qat_int8.tflite")
 
 
+def _train_subset(dataset, n, seed=0):
+    from eatnas_tf.data.datasets import load_arrays
+    from export.plan import data_config
+
+    x, y = load_arrays(data_config(dataset), "train")
+    sel = np.sort(np.random.RandomState(seed).choice(len(y), size=min(n, len(y)), replace=False))
+    return x[sel], y[sel]
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A briefly trained tiny model saved as a run dir's winner artifact."""
@@ -34,18 +43,20 @@ def trained(tmp_path_factory):
     from eatnas_tf.arch.space import get_space
     from eatnas_tf.model import artifact
     from eatnas_tf.model.builder import build_model
-    from export import data
+    from export.plan import data_config, data_facts
+    from export.saved_model import preprocess
 
     space = get_space("fashion_mnist")
     arch = codec.from_text(TINY, **space.arch_defaults())
     assert space.violations(arch) == []
     keras.utils.set_random_seed(0)
     model = build_model(arch, space.macro)
-    mean, std = data.mean_std("fashion_mnist")
-    x, y = data.load_split("fashion_mnist", "train", 5000, seed=0)
+    facts = data_facts(data_config("fashion_mnist"))
+    mean, std = list(facts.mean), list(facts.std)
+    x, y = _train_subset("fashion_mnist", 5000)
     model.compile(keras.optimizers.SGD(0.05, momentum=0.9),
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(data.preprocess(x, mean, std), y, batch_size=128, epochs=2, verbose=0)
+    model.fit(preprocess(x, mean, std), y, batch_size=128, epochs=2, verbose=0)
     run_dir = tmp_path_factory.mktemp("run")
     artifact.save(str(run_dir / "winner"), model, arch, space.macro, space="fashion_mnist",
                   dataset="fashion_mnist", mean=mean, std=std, metrics={"test_acc": 0.7})
@@ -75,15 +86,16 @@ def full_export(trained, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def heldout():
-    from export import data
+    from eatnas_tf.data.datasets import load_arrays
+    from export.plan import data_config
 
-    return data.load_split("fashion_mnist", "test", 256)
+    return load_arrays(data_config("fashion_mnist"), "test", 256)
 
 
 def _keras_logits(trained, images):
-    from export import data
+    from export.saved_model import preprocess
 
-    return np.asarray(trained["model"](data.preprocess(images, trained["mean"], trained["std"]),
+    return np.asarray(trained["model"](preprocess(images, trained["mean"], trained["std"]),
                                        training=False))
 
 
@@ -183,7 +195,6 @@ def test_fp32_parity_and_raw_input(trained, full_export, heldout):
 
 
 def test_graph_madds_agree_with_cost_model(full_export):
-    from eatnas_tf.arch.cost import count
 
     r = full_export["report"]
     assert r["madds"] == 1488056
@@ -203,9 +214,9 @@ def test_quantized_accuracy_and_size_reported(full_export):
 
 # -- versions and failures --------------------------------------------------------------------
 def test_existing_version_is_never_overwritten(trained, tmp_path, monkeypatch):
-    from export import export_lib
+    from export import export_lib, publish
 
-    monkeypatch.setattr(export_lib, "_now", lambda: 1700000000.0)
+    monkeypatch.setattr(publish, "_now", lambda: 1700000000.0)
     out = tmp_path / "exp"
     (out / "1700000000").mkdir(parents=True)
     (out / "1700000000" / "sentinel").write_text("keep")
@@ -216,13 +227,13 @@ def test_existing_version_is_never_overwritten(trained, tmp_path, monkeypatch):
     assert (out / "1700000001").read_text() == "a file also takes the name"
     assert sorted(os.listdir(out)) == ["1700000000", "1700000001", "1700000002"]
     assert (out / "1700000002" / "BLESSED").exists()
-    assert export_lib.list_versions(str(out)) == [1700000000, 1700000002]
-    assert export_lib.next_version(str(out)) == 1700000003
+    assert publish.list_versions(str(out)) == [1700000000, 1700000002]
+    assert publish.next_version(str(out)) == 1700000003
     # Publishing never replaces a version that appeared meanwhile.
     tmp = out / ".tmp-export-x"
     tmp.mkdir()
     with pytest.raises(export_lib.ExportError, match="appeared during the export"):
-        export_lib._publish(str(tmp), str(out), 1700000002)
+        publish.publish(str(tmp), str(out), 1700000002)
 
 
 def test_unconvertible_model_leaves_no_partial_version(trained, tmp_path, monkeypatch):
@@ -328,27 +339,31 @@ def test_update_run_report_is_idempotent(tmp_path):
     assert p.read_text() == "# Run\n\nbody\n\n## Export\n\ntable v2\n"
 
 
-def test_digits_arrays():
-    from export import data
+def test_data_config_from_a_stored_dict_tolerates_unknown_and_missing_keys():
+    from eatnas_tf.data.datasets import DataConfig
+    from export import export_lib
+    from export.plan import data_config
 
-    x, y = data.load_split("digits", "test")
-    xt, _ = data.load_split("digits", "train")
-    assert x.shape == (359, 8, 8, 1) and x.dtype == np.uint8 and x.max() == 255
-    assert len(xt) + len(x) == 1797 and y.dtype == np.int64
-    with pytest.raises(data.DataUnavailableError, match="allowed values: fashion_mnist, digits"):
-        data.load_split("cifar100", "test")
+    stored = {"dataset": "digits", "batch_size": 64, "augment": ["flip"], "split": "search",
+              "a_field_from_a_newer_version": 1}
+    cfg = data_config(stored)
+    assert cfg == DataConfig("digits", batch_size=64, augment=("flip",), split="final")
+    assert data_config("cifar10").dataset == "cifar10"
+    with pytest.raises(export_lib.ExportError, match="data: the run records no dataset"):
+        data_config({"batch_size": 3})
+    with pytest.raises(export_lib.ExportError, match="^data: .*val_fraction"):
+        data_config({"dataset": "digits", "val_fraction": 2.0})
 
 
 def test_export_keras_file_computes_mean_std(trained, tmp_path):
-    from export import data, export_lib
+    from export import export_lib
 
     path = tmp_path / "m.keras"
     trained["model"].save(str(path))
     r = export_lib.export_keras_file(str(path), TINY, space="fashion_mnist",
                                      dataset="fashion_mnist", export_dir=str(tmp_path / "out"),
                                      config=_config(formats=(), bless_threshold=0.999))
-    mean, std = data.mean_std("fashion_mnist")
-    assert r["preprocessing"]["mean"] == pytest.approx(mean)
+    assert r["preprocessing"]["mean"] == pytest.approx(trained["mean"])
     assert r["checks"]["saved_model_parity"] and r["source"]["kind"] == "keras_file"
     assert os.path.exists(os.path.join(r["path"], "NOT_BLESSED"))
     assert not r["blessing"]["blessed"] and "threshold" in r["blessing"]["reasons"][0]
@@ -369,3 +384,120 @@ def test_cli_standalone_model_all_formats(trained, tmp_path):
     names = set(os.listdir(tmp_path / "out" / version))
     assert set(TFLITE_FILES) <= names and "BLESSED" in names
     assert f"exported: {tmp_path / 'out' / version}" in r.stdout
+
+
+# -- runs without retraining, any dataset (issue 15.6) ------------------------------------------
+SMALL = ("sep_k3_w1.0_d1,mb3_k3_w1.0_d1,mb3_k3_w1.0_d1,mb3_k3_w1.0_d1,mb3_k3_w1.0_d1,"
+         "mb3_k3_w1.0_d1,mb3_k3_w1.0_d1")
+
+
+def _search_run(run, dataset, *, space="digits", macro=None, train=False, source="auto"):
+    """A search run dir as the search writes it when it retrains nothing: config.json
+    (format 2, the stage's data and space), report.json, candidates.jsonl and the weights
+    of two candidates (c00001 scores best). Returns the best candidate's model."""
+    import dataclasses
+
+    import keras
+
+    from eatnas_tf.arch import codec
+    from eatnas_tf.arch.space import get_space
+    from eatnas_tf.data.datasets import DataConfig, load_data
+    from eatnas_tf.model import layer_weights, weights_io
+    from eatnas_tf.model.builder import build_model
+
+    sp = get_space(space)
+    sp_dict = dataclasses.asdict(sp)
+    if macro is not None:
+        sp_dict["macro"].update(macro)
+    data = DataConfig(dataset, source=source, batch_size=64)
+    bundle = load_data(data)
+    m = sp.macro.with_(**{k: (tuple(v) if k == "block_strides" else v)
+                          for k, v in sp_dict["macro"].items()})
+    arch = codec.from_text(SMALL, **sp.arch_defaults())
+    os.makedirs(run / "weights")
+    models = {}
+    for cid in (0, 1):
+        keras.utils.set_random_seed(cid)
+        model = build_model(arch, m)
+        if train and cid == 1:
+            model.compile(keras.optimizers.SGD(0.05, momentum=0.9),
+                          keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+            model.fit(bundle.train, epochs=3, verbose=0)
+        weights_io.save(str(run / "weights" / f"{cid:05d}.npz"), layer_weights.get(model))
+        models[cid] = model
+    stage = {"data": {**dataclasses.asdict(data), "augment": [], "a_newer_field": 1},
+             "space": sp_dict, "name": "search"}
+    json.dump({"format": 2, "changes": [], "config": {"stage": stage, "retrain": None}},
+              open(run / "config.json", "w"))
+    with open(run / "candidates.jsonl", "w") as f:
+        for cid, score in ((0, 0.1), (1, 0.5)):
+            f.write(json.dumps({"id": cid, "arch": SMALL, "status": "ok", "stage": "search",
+                                "score": score, "val_acc": score, "params": 1,
+                                "madds": 2}) + "\n")
+    json.dump({"space": space, "winner": None, "topk": [], "pareto": [],
+               "stages": [{"name": "search", "dataset": dataset}]}, open(run / "report.json", "w"))
+    return models[1], bundle
+
+
+def test_run_without_retraining_exports_best_candidate_weights(tmp_path):
+    """`python -m export --run_dir` after a search that retrained nothing (the smoke
+    search: no winner/): the top candidate's stored weights, said in the reports."""
+    from export import export_lib
+    from export.saved_model import preprocess
+
+    run = tmp_path / "run"
+    run.mkdir()
+    model, bundle = _search_run(run, "digits", train=True)
+    (run / "report.md").write_text("# Run\n")
+    out = export_lib.export_run(str(run), config=_config(formats=("fp32",), eval_samples=None))
+    r = out["winner"]
+    assert r["weights"] == "search candidate c00001, not retrained"
+    assert r["source"]["kind"] == "search_candidate" and r["source"]["candidate"] == 1
+    assert r["dataset"] == "digits" and r["data"]["split"] == "final"
+    assert r["eval"]["samples"] == 359  # digits' test split
+    assert r["preprocessing"]["mean"] == pytest.approx(bundle.mean)
+    # The exported model is candidate 1's weights, unchanged.
+    from eatnas_tf.data.datasets import load_arrays
+    from export.plan import data_config
+
+    x, y = load_arrays(data_config(r["data"]), "test")
+    ref = np.asarray(model(preprocess(x, bundle.mean, bundle.std), training=False))
+    assert r["keras"]["accuracy"] == pytest.approx(float((ref.argmax(-1) == y).mean()))
+    assert r["keras"]["accuracy"] > 0.5 and r["checks"]["fp32_parity"]
+    assert "- weights: search candidate c00001, not retrained" in open(
+        os.path.join(r["path"], "export_report.md")).read()
+    assert "not retrained" in (run / "report.md").read_text()
+    labels = open(os.path.join(r["path"], "labels.txt")).read().splitlines()
+    assert labels == [str(i) for i in range(10)]
+    # Without weights files there is nothing to export: one line.
+    for f in os.listdir(run / "weights"):
+        os.unlink(run / "weights" / f)
+    with pytest.raises(export_lib.ExportError, match="no winner/ model artifact and no stored"):
+        export_lib.export_run(str(run), config=_config(formats=()))
+
+
+def test_export_run_on_cifar10_through_tfds_mock_data(tmp_path):
+    """A run whose stored data config is cifar10 (tfds, mocked): exported and checked on
+    the cifar10 test split, 3 channels at 32×32, tfds' class names in labels.txt."""
+    import tensorflow_datasets as tfds
+
+    from eatnas_tf.data import datasets
+    from export import export_lib
+
+    datasets._raw_arrays.cache_clear()
+    try:
+        with tfds.testing.mock_data(num_examples=120):
+            run = tmp_path / "run"
+            run.mkdir()
+            _search_run(run, "cifar10", source="tfds",
+                        macro={"image_size": 32, "in_channels": 3, "stem_stride": 2})
+            r = export_lib.export_run(str(run), config=_config(formats=("fp32", "int8"),
+                                                               eval_samples=64))["winner"]
+    finally:
+        datasets._raw_arrays.cache_clear()
+    assert r["dataset"] == "cifar10" and r["macro"]["in_channels"] == 3
+    assert r["preprocessing"]["raw_size"] == [32, 32] and r["eval"]["samples"] == 64
+    assert r["checks"]["fp32_parity"] and r["checks"]["madds_agree"]
+    assert r["formats"]["int8"]["input"]["shape"][1:] == [32, 32, 3]
+    labels = open(os.path.join(r["path"], "labels.txt")).read().splitlines()
+    assert labels[:2] == ["airplane", "automobile"] and len(labels) == 10

@@ -25,11 +25,11 @@ from eatnas_tf.arch.spec import ArchSpec
 
 def measure_arch(arch: ArchSpec, macro: MacroSpec, threads: int = 1, runs: int = 20) -> float:
     """Median latency in milliseconds of `arch`'s fp32 TFLite model (batch 1)."""
-    import keras  # noqa: PLC0415
-    import tensorflow as tf  # noqa: PLC0415
+    import keras
+    import tensorflow as tf
 
-    from eatnas_tf.model.builder import build_model  # noqa: PLC0415
-    from eatnas_tf.measure import latency as latency_lib  # noqa: PLC0415
+    from eatnas_tf.measure import latency as latency_lib
+    from eatnas_tf.model.builder import build_model
 
     model = build_model(arch, macro)
     fn = tf.function(lambda x: model(x, training=False), input_signature=[
@@ -41,7 +41,6 @@ def measure_arch(arch: ArchSpec, macro: MacroSpec, threads: int = 1, runs: int =
         with open(path, "wb") as f:
             f.write(blob)
         ms = latency_lib.measure(path, num_threads=threads, warmup=5, runs=runs)["median_ms"]
-    del model
     keras.backend.clear_session()
     return float(ms)
 
