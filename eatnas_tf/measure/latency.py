@@ -29,7 +29,7 @@ def _random_input(detail, rng: np.random.Generator) -> np.ndarray:
 
 def _prepared(path: str, num_threads: int, seed: int):
     """(interpreter allocated at batch 1, input index, input array)."""
-    from ai_edge_litert.interpreter import Interpreter  # noqa: PLC0415
+    from ai_edge_litert.interpreter import Interpreter
 
     it = Interpreter(model_path=path, num_threads=num_threads)
     inp = it.get_input_details()[0]
