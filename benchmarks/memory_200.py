@@ -21,7 +21,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import psutil  # noqa: E402
 
-from eatnas_tf.arch import codec  # noqa: E402
 from eatnas_tf.arch import space as space_lib  # noqa: E402
 from eatnas_tf.data.datasets import DataConfig  # noqa: E402
 from eatnas_tf.search import executors  # noqa: E402
@@ -46,7 +45,7 @@ def main():
     args = p.parse_args()
     space = space_lib.get_space("digits")
     rng = random.Random(0)
-    reqs = [EvalRequest(arch=codec.to_text(space.sample(rng)), space="digits",
+    reqs = [EvalRequest(arch=space.sample(rng), space=space,
                         data=DataConfig("digits", batch_size=32),
                         train=TrainConfig(epochs=1, learning_rate=0.05, steps_per_epoch=args.steps),
                         seed=i) for i in range(args.candidates)]

@@ -20,7 +20,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from eatnas_tf.search import demo_config, runner  # noqa: E402
+from eatnas_tf.search import eat_pipeline, runner  # noqa: E402
 from eatnas_tf.search.record import CandidateRecord  # noqa: E402
 from eatnas_tf.search.run_dir import RunDir  # noqa: E402
 
@@ -40,14 +40,13 @@ def main():
         sys.exit(f"run_dir: no finished demo run in {a.run_dir!r} (run `make demo` first)")
     with open(os.path.join(a.run_dir, "config.json")) as f:
         stored = json.load(f)
-    # config.json format 2 keeps the demo's flag values under config.settings
-    cfg = stored["config"]["settings"] if "format" in stored else stored
+    cfg = eat_pipeline.PipelineConfig.from_dict(stored["config"]["pipeline"])
     with open(os.path.join(a.run_dir, "report.json")) as f:
         report = json.load(f)
     seeded = [CandidateRecord.from_json(json.loads(line))
               for line in open(os.path.join(a.run_dir, "candidates.jsonl")) if line.strip()]
     seeded = [r for r in seeded if r.stage == "stage2"]
-    stage = demo_config.build_configs(cfg)["stage2"]  # the demo's stage 2, without its seed
+    stage = eat_pipeline.plan(cfg).stage2  # the demo's stage 2, without its seed
     res = runner.run_stage(RunDir(a.work_dir), stage, progress=print)
     scratch = res.records
     cs, cx = _curve(seeded), _curve(scratch)

@@ -351,7 +351,7 @@ def test_promotion_continues_from_checkpoint(tmp_path, deterministic):
     ck = str(tmp_path / "ck")
 
     def run(epochs, ckpt):
-        return evaluate(EvalRequest(arch=arch, space="digits", data=data,
+        return evaluate(EvalRequest(arch=arch, space=DIGITS, data=data,
                                     train=train.replace(epochs=epochs), seed=5,
                                     checkpoint_dir=ckpt), keep_weights=True)
 

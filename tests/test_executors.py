@@ -146,7 +146,7 @@ def test_subprocess_executor_recycles_and_orders(tmp_path):
 
     rng = random.Random(0)
     for i in range(7):
-        reqs.append(EvalRequest(arch=DIGITS.sample(rng), space="digits",
+        reqs.append(EvalRequest(arch=DIGITS.sample(rng), space=DIGITS,
                                 data=st.data, train=st.train, seed=i))
     with executors.SubprocessExecutor(2, max_tasks_per_worker=2, evaluate_fn=fake_evaluate,
                                       gpus=[]) as ex:

@@ -72,6 +72,5 @@ class EpnasConfig:
         return self.branches * self.steps * self.episodes
 
     def describe(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["constraints"] = [str(c) for c in self.constraints]
-        return d
+        """Every setting as plain values (constraints with their bounds and penalty p)."""
+        return dataclasses.asdict(self)

@@ -34,6 +34,16 @@ def make_executor(rt: RuntimeOptions, parallel: int):
         raise cli.UsageError(str(e)) from None
 
 
+def data_notes(stage) -> dict:
+    """What the report says about a user dataset: class names and the skipped bad files."""
+    if not stage.data.user:
+        return {}
+    from eatnas_tf.search.evaluate import cached_data  # noqa: PLC0415 - loads TensorFlow
+
+    bundle = cached_data(stage.data)
+    return {"class_names": list(bundle.class_names), "bad_files": bundle.bad_files}
+
+
 def run_search(exp: SearchExperiment, rt: RuntimeOptions, extra=None) -> dict:
     """Shared by `search` and `transfer`: one stage, optional top-k retraining, report."""
     t0 = time.perf_counter()
@@ -64,7 +74,8 @@ def run_search(exp: SearchExperiment, rt: RuntimeOptions, extra=None) -> dict:
     else:
         retrained = [pipeline.search_row(stage.name, r) for r in result.strategy.topk()]
     report = pipeline.finish(run, [result], winner=winner, retrained=retrained,
-                             wall_s=time.perf_counter() - t0, extra=extra)
+                             wall_s=time.perf_counter() - t0,
+                             extra={**data_notes(stage), **(extra or {})})
     w = report.get("winner")
     best = result.summary()
     print(f"{stage.name}: {best['candidates']} candidates, best val_acc "

@@ -1,7 +1,7 @@
 """One candidate evaluation: a pure function of (architecture, parent weights, training
 config, seed), so an executor can run it in this process, a worker process or a Ray task.
 
-    result = evaluate(EvalRequest(arch=spec, space="fashion_mnist", data=data_cfg,
+    result = evaluate(EvalRequest(arch=spec, space=get_space("fashion_mnist"), data=data_cfg,
                                   train=train_cfg, seed=7,
                                   parent_weights="run/weights/00003.npz", parent_arch=parent))
     result.record.val_acc, result.record.inherit      # a `CandidateRecord`
@@ -43,7 +43,8 @@ Weights = Dict[str, List[np.ndarray]]
 class EvalRequest:
     """Attributes:
       arch: the candidate (`ArchSpec`; EcoNAS' proxies pass their reduced one).
-      space: search space name (macro strides, stem/head, channel mode).
+      space: the search space (macro strides, stem/head, channel mode); a named one or
+        one derived from the data (`arch.auto_space`).
       data, train: data and training settings (`train.seed` is replaced by `seed`).
       seed: initialisation / dropout seed of this candidate.
       parent_weights: weights file (`model.weights_io`) to inherit from, or None.
@@ -56,7 +57,7 @@ class EvalRequest:
     """
 
     arch: ArchSpec
-    space: str
+    space: space_lib.SearchSpace
     data: DataConfig
     train: TrainConfig
     seed: int = 0
@@ -99,7 +100,7 @@ def evaluate(req: EvalRequest, *, verbose: int = 0, strategy=None,
              keep_weights: bool = False) -> EvalResult:
     """Trains and validates one candidate; see the module docstring."""
     t0 = time.perf_counter()
-    space = space_lib.get_space(req.space)
+    space = req.space
     arch = req.arch
     cost = None
     try:

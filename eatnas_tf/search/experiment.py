@@ -67,7 +67,8 @@ class Stage:
 
     def describe(self) -> Dict[str, Any]:
         """Every setting of the stage as plain JSON values."""
-        return {"name": self.name, "strategy": self.strategy, "space": self.space.name,
+        return {"name": self.name, "strategy": self.strategy,
+                "space": dataclasses.asdict(self.space),
                 "data": dataclasses.asdict(self.data), "train": self.train.as_dict(),
                 "search": dataclasses.asdict(self.config), "seed": self.seed,
                 "cost_metric": self.metric, "target": self.target_value,

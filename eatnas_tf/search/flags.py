@@ -17,12 +17,19 @@ from eatnas_tf import cli
 from eatnas_tf.arch import codec
 from eatnas_tf.arch import space as space_lib
 from eatnas_tf.arch.spec import InvalidArchitectureError
+from eatnas_tf.data import sources
 from eatnas_tf.econas import flags as econas_flags
 from eatnas_tf.epnas import flags as epnas_flags
+import os
+
+from eatnas_tf.search import budget as budget_lib
+from eatnas_tf.search import eat_pipeline
 from eatnas_tf.search.experiment import RetrainConfig, RuntimeOptions, SearchExperiment, Stage
 from eatnas_tf.search.strategy import SearchConfig, strategy_names
 from eatnas_tf.train import flags as train_flags
 from eatnas_tf.train.config import LR_SCHEDULES
+
+SPLIT_FILE = "data_split.json"  # the user data's stored train/val/test cut, in the run dir
 
 
 def define_search_flags(fv=flags.FLAGS) -> None:
@@ -127,6 +134,15 @@ def search_config(fv=flags.FLAGS, **overrides) -> SearchConfig:
     return _usage(SearchConfig, **kw)
 
 
+def split_file(fv=flags.FLAGS):
+    """Where a user dataset's train/val/test cut is stored (None for built-in datasets)."""
+    try:
+        user = sources.parse_dataset(fv.dataset).user
+    except ValueError:
+        return None  # DataConfig reports the bad value
+    return os.path.join(fv.run_dir, SPLIT_FILE) if user else None
+
+
 def strategy_options(strategy: str, fv=flags.FLAGS):
     """The strategy's own settings from its flags (None for strategies without any)."""
     if strategy == "econas":
@@ -148,7 +164,8 @@ def stage_from_flags(name: str, fv=flags.FLAGS, **search_overrides) -> Stage:
         raise cli.UsageError("seed_weights: given without --seed_arch; allowed: with --seed_arch")
     if fv.target is not None and fv.target <= 0:
         raise cli.UsageError(f"target: received {fv.target}; allowed values: > 0")
-    data = train_flags.data_config_from_flags(fv, split="search", seed=fv.seed)
+    data = train_flags.data_config_from_flags(fv, split="search", seed=fv.seed,
+                                              split_file=split_file(fv))
     train = train_flags.train_config_from_flags(fv, seed=fv.seed)
     train_flags.check_plain_last_epochs(data, train)
     return Stage(name=name, strategy=fv.strategy, space=space, data=data, train=train,
@@ -187,3 +204,94 @@ def runtime_from_flags(fv=flags.FLAGS) -> RuntimeOptions:
                           worker_max_tasks=fv.worker_max_tasks, verbose=fv.verbose,
                           deterministic_ops=fv.deterministic_ops, stop_after=fv.stop_after,
                           allow_flag_change=fv.allow_flag_change)
+
+
+def define_pipeline_flags(fv=flags.FLAGS) -> None:
+    """The flags of `python -m eatnas_tf.run` (and `api.run`): data, candidate training and
+    the pipeline's own (idempotent)."""
+    if "stage1_space" in fv:
+        return
+    if "run_dir" not in fv:
+        flags.DEFINE_string("run_dir", None, "Run directory (resumed if it exists).",
+                            flag_values=fv)
+    if "seed" not in fv:
+        flags.DEFINE_integer("seed", 0, "Run seed: the same seed gives the same run.",
+                             flag_values=fv)
+    flags.DEFINE_string("time_budget", None, "Wall-clock budget of search and retraining "
+                                "(90s, 20m, 2h, 1h30m); the export comes after it.", flag_values=fv)
+    flags.DEFINE_string("space", "auto", "Stage-2 search space: auto (derived from the "
+                                 "data) or a named one.", flag_values=fv)
+    flags.DEFINE_string("stage1_space", "auto", "Stage-1 space: auto (the small task "
+                                    "of the stage-2 space) or a named one.", flag_values=fv)
+    flags.DEFINE_integer("stem", None, "auto space: stem channels (default 16, 32 above 64 px).", flag_values=fv)
+    flags.DEFINE_integer("head", None, "auto space: head channels (default 256, 1280 above 64 px).", flag_values=fv)
+    flags.DEFINE_float("target_madds", None, "Eq. 1 Mult-Adds target (default: "
+                                       "6e6 x (image size / 28)^2).", flag_values=fv)
+    flags.DEFINE_float("target_params", None, "Eq. 1 parameter target (instead of "
+                                        "--target_madds).", flag_values=fv)
+    flags.DEFINE_integer("stage1_resolution", None, "Stage-1 image size (default: half).", flag_values=fv)
+    flags.DEFINE_integer("stage1_train_examples", None, "Stage-1 training images "
+                                 "(default min(N, max(1000, N/10))).", flag_values=fv)
+    flags.DEFINE_integer("stage1_population", 6, "Stage-1 population P.", flag_values=fv)
+    flags.DEFINE_integer("stage1_sample", 3, "Stage-1 tournament size S.", flag_values=fv)
+    flags.DEFINE_integer("stage1_candidates", None, "Stage-1 candidates (default 12, "
+                                     "or until its budget share is spent).", flag_values=fv)
+    flags.DEFINE_integer("stage1_topk", 1, "Stage-1 models retrained for the basic model.", flag_values=fv)
+    flags.DEFINE_integer("stage1_retrain_epochs", 2, "Stage-1 retraining epochs.", flag_values=fv)
+    flags.DEFINE_integer("stage2_train_examples", None, "Stage-2 training images "
+                                 "(default min(N, max(2000, N/7))).", flag_values=fv)
+    flags.DEFINE_integer("stage2_population", 6, "Stage-2 population P (offspring).", flag_values=fv)
+    flags.DEFINE_integer("stage2_sample", 3, "Stage-2 tournament size S.", flag_values=fv)
+    flags.DEFINE_integer("stage2_candidates", None, "Stage-2 candidates (default 12, "
+                                     "or until its budget share is spent).", flag_values=fv)
+    flags.DEFINE_integer("topk", 1, "Stage-2 models retrained on all training images.", flag_values=fv)
+    flags.DEFINE_integer("retrain_epochs", 3, "Final retraining epochs (at most, under "
+                                    "a time budget).", flag_values=fv)
+    flags.DEFINE_float("retrain_learning_rate", 0.1, "Retraining peak LR (cosine).", flag_values=fv)
+    flags.DEFINE_integer("retrain_train_examples", None, "Cap on retraining images.", flag_values=fv)
+    flags.DEFINE_bool("transfer_weights", True, "Stage-2 offspring inherit the "
+                                          "basic model's weights.", flag_values=fv)
+    flags.DEFINE_bool("export", True, "Export the winner (SavedModel + TFLite).", flag_values=fv)
+    flags.DEFINE_integer("qat_epochs", 1, "Quantization-aware fine-tuning epochs.", flag_values=fv)
+    flags.DEFINE_integer("qat_samples", 5000, "Images per QAT epoch.", flag_values=fv)
+    flags.DEFINE_integer("verbose", 0, "Trainer verbosity per candidate.", flag_values=fv)
+    flags.DEFINE_bool("allow_flag_change", False, "Resume a run dir with other settings "
+                               "(the change is recorded in config.json).", flag_values=fv)
+    flags.DEFINE_bool("deterministic_ops", False, "TensorFlow deterministic ops.", flag_values=fv)
+    train_flags.define_data_flags(fv)
+    train_flags.define_train_flags(fv)
+    flags.DEFINE_alias("image_size", "resolution", flag_values=fv)
+
+
+def pipeline_config_from_flags(fv=flags.FLAGS):
+    """The `PipelineConfig` the flags describe (bad values: `cli.UsageError`)."""
+    if not fv.run_dir:
+        raise cli.UsageError("run_dir: required; allowed values: a directory path")
+    if fv.target_madds is not None and fv.target_params is not None:
+        raise cli.UsageError("target_madds/target_params: give at most one")
+    try:
+        seconds = budget_lib.parse_duration(fv.time_budget) if fv.time_budget else None
+        data = train_flags.data_config_from_flags(
+            fv, split="search", seed=fv.seed, split_file=split_file(fv))
+        train = train_flags.train_config_from_flags(fv, seed=fv.seed)
+        metric = "params" if fv.target_params is not None else "madds"
+        space = eat_pipeline.SpaceOptions(
+            name=fv.space, stage1=fv.stage1_space, stem=fv.stem, head=fv.head,
+            cost_metric=metric, target=fv.target_params or fv.target_madds)
+        s1 = eat_pipeline.StageSizes(
+            image_size=fv.stage1_resolution, train_examples=fv.stage1_train_examples,
+            population=fv.stage1_population, sample=fv.stage1_sample,
+            candidates=fv.stage1_candidates, topk=fv.stage1_topk,
+            retrain_epochs=fv.stage1_retrain_epochs)
+        s2 = eat_pipeline.StageSizes(
+            train_examples=fv.stage2_train_examples, population=fv.stage2_population,
+            sample=fv.stage2_sample, candidates=fv.stage2_candidates, topk=fv.topk,
+            retrain_epochs=fv.retrain_epochs)
+        return eat_pipeline.PipelineConfig(
+            data=data, train=train, seed=fv.seed, space=space, stage1=s1, stage2=s2,
+            retrain_learning_rate=fv.retrain_learning_rate,
+            retrain_train_examples=fv.retrain_train_examples,
+            transfer_weights=fv.transfer_weights, time_budget_s=seconds,
+            export=eat_pipeline.ExportOptions(fv.export, fv.qat_epochs, fv.qat_samples))
+    except ValueError as e:
+        raise cli.UsageError(str(e).splitlines()[0]) from None

@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from typing import Any, Callable, Dict, List, Optional
 
 from eatnas_tf.data.datasets import DataConfig
-from eatnas_tf.model import artifact, weights_io
+from eatnas_tf.model import artifact, layer_weights, weights_io
 from eatnas_tf.report import pareto as pareto_lib
 from eatnas_tf.report import search_report
 from eatnas_tf.search.record import CandidateRecord
 from eatnas_tf.search.run_dir import RunDir
+from eatnas_tf.store import atomic
 from eatnas_tf.search.runner import StageResult
 from eatnas_tf.train import retrain_lib
 from eatnas_tf.train.config import TrainConfig
@@ -89,7 +91,7 @@ def artifact_weights(model_dir: str, path: str) -> str:
         import keras  # noqa: PLC0415
 
         model, _ = artifact.load(model_dir)
-        weights = {l.name: l.get_weights() for l in model.layers if l.weights}
+        weights = layer_weights.get(model)
         del model
         keras.backend.clear_session()
         weights_io.save(path, weights)
@@ -100,11 +102,11 @@ def install_winner(run: RunDir, winner: Dict[str, Any]) -> str:
     """Copies the winner's model artifact to `DIR/winner/` (what export reads)."""
     dst = run.file(WINNER_DIR)
     src = os.path.join(run.path, winner["model_dir"])
-    tmp = dst + ".tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = os.path.join(tempfile.mkdtemp(prefix=".tmp_winner_", dir=run.path), "model")
     shutil.copytree(src, tmp)
     shutil.rmtree(dst, ignore_errors=True)
-    os.replace(tmp, dst)
+    atomic.publish_dir(tmp, dst)
+    shutil.rmtree(os.path.dirname(tmp), ignore_errors=True)
     return dst
 
 

@@ -95,7 +95,7 @@ def run_context(run: RunDir, strategy: Strategy) -> RunContext:
 def run_stage(run: RunDir, stage: Stage, *, executor=None, verbose: int = 0,
               progress: Optional[Callable[[str], None]] = print,
               tensorboard: bool = True, max_new: Optional[int] = None,
-              parallel: int = 1) -> StageResult:
+              parallel: int = 1, deadline: Optional[float] = None) -> StageResult:
     """Runs (or resumes) `stage` in `run` until the strategy finishes.
 
     Args:
@@ -107,6 +107,8 @@ def run_stage(run: RunDir, stage: Stage, *, executor=None, verbose: int = 0,
       progress: called with one line per candidate (None: silent).
       tensorboard: write per-candidate curves and the HParams table under `tb/<stage>/`.
       max_new: stop after this many *new* evaluations (tests: simulate an interruption).
+      deadline: `time.monotonic()` after which no new batch is proposed (a time budget's
+        share); the stage then ends early and a later run with more time resumes it.
     """
     if parallel < 1:
         raise ValueError(f"parallel: received {parallel}; allowed values: >= 1")
@@ -122,7 +124,13 @@ def run_stage(run: RunDir, stage: Stage, *, executor=None, verbose: int = 0,
     loop = _Loop(run, stage, strategy, executor, tb_root if tensorboard else None, progress)
     replayed = new = 0
     stopped = False
+    t_new = 0.0
     while not strategy.finished() and not stopped:
+        if deadline is not None and time.monotonic() >= deadline and replayed >= len(prior):
+            if progress:
+                progress(f"[{stage.name}] time budget of the stage spent after "
+                         f"{replayed + new} candidates")
+            break
         batch = strategy.propose_batch(parallel)
         if not batch:
             break
@@ -134,11 +142,16 @@ def run_stage(run: RunDir, stage: Stage, *, executor=None, verbose: int = 0,
         if max_new is not None and len(todo) > max_new - new:
             todo, stopped = todo[:max(0, max_new - new)], True
         if todo:
-            for j, record in zip(todo, loop.evaluate([batch[j] for j in todo])):
+            t0 = time.monotonic()
+            fresh = loop.evaluate([batch[j] for j in todo])
+            t_new += time.monotonic() - t0
+            for j, record in zip(todo, fresh):
                 records[j] = record
                 new += 1
                 if progress:
-                    progress(_progress_line(stage, record, start + j + 1))
+                    eta = _eta_s(t_new / new, stage.config.max_candidates - (start + j + 1),
+                                 deadline)
+                    progress(_progress_line(stage, record, start + j + 1) + f" | ETA {eta}")
         for j, record in enumerate(records):
             if record is None:  # max_new reached inside the batch
                 break
@@ -238,7 +251,7 @@ class _Loop:
             checkpoint = os.path.join("ckpt", f"{cid:05d}")
         may_be_parent = stage.config.inherit and strategy.inherits_weights
         req = EvalRequest(
-            arch=proposal.arch, space=stage.space.name, data=stage.data, train=train_cfg,
+            arch=proposal.arch, space=stage.space, data=stage.data, train=train_cfg,
             seed=seed, parent_weights=parent_weights, parent_arch=parent_arch,
             save_weights=run.weights_path(cid) if may_be_parent else None,
             log_dir=os.path.join(self.tb_root, f"c{cid:05d}") if self.tb_root else None,
@@ -310,6 +323,16 @@ def _prune_checkpoints(run: RunDir, keep) -> None:
     for name in os.listdir(root):
         if os.path.normpath(os.path.join("ckpt", name)) not in keep:
             shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+
+
+def _eta_s(per_candidate: float, left: int, deadline: Optional[float]) -> str:
+    """The stage's remaining time: candidates left × mean time so far, capped by the
+    deadline of a time budget."""
+    eta = per_candidate * max(0, left)
+    if deadline is not None:
+        eta = min(eta, max(0.0, deadline - time.monotonic()))
+    eta = int(round(eta))
+    return f"{eta // 60}m{eta % 60:02d}s" if eta >= 60 else f"{eta}s"
 
 
 def _progress_line(stage: Stage, r: CandidateRecord, n: int) -> str:

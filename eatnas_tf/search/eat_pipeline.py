@@ -1,0 +1,341 @@
+"""The EAT-NAS pipeline on any dataset (paper Fig. 1): small task → elastic transfer →
+retraining → export → report, as `python -m eatnas_tf.run` and `api.run` run it.
+
+    1. stage 1: evolution on a small task derived from the data (half the resolution, a
+       subset of the images; the paper's CIFAR-10 → ImageNet idea);
+    2. the basic model: top-k of the best-quality population retrained, best on validation;
+    3. stage 2: elastic transfer to the full task: the population is seeded with offspring
+       of the basic model (inheriting its weights with `transfer_weights`), then evolved;
+    4. the winner: top-k of stage 2 retrained on the training set, best on validation,
+       tested on the held-out test images;
+    5. export: versioned SavedModel + TFLite files with measured latency;
+    6. report: DIR/report.json, DIR/report.md, DIR/plots/, with every phase's wall time.
+
+Rules for what the user does not set (each a `PipelineConfig` field, `None` = the rule):
+  * space: `arch.auto_space.derive_space` from the data's size, channels and classes;
+    stage 1's space: `auto_space.small_task` of it at `auto_space.small_size` pixels;
+  * stage-1 images: min(N, max(1000, N // 10)); stage-2 images: min(N, max(2000, N // 7))
+    (N = training images of the search split; the demo's 5k / 8k of 57k);
+  * with a time budget the stages run until their share is spent (`search.budget`) and
+    each retraining gets as many epochs (up to its setting) as its share allows at the
+    images/s the search measured.
+
+Every phase resumes where it stopped when the same command runs again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from eatnas_tf.arch import auto_space
+from eatnas_tf.arch import space as space_lib
+from eatnas_tf.arch.space import SearchSpace
+from eatnas_tf.data.datasets import DataConfig
+from eatnas_tf.search import budget as budget_lib
+from eatnas_tf.search import pipeline, runner
+from eatnas_tf.search.evaluate import cached_data
+from eatnas_tf.search.experiment import Stage
+from eatnas_tf.search.run_dir import RunDir
+from eatnas_tf.search.strategy import SearchConfig
+from eatnas_tf.store import atomic
+from eatnas_tf.train.config import TrainConfig
+
+BUDGET_FILE = "budget.json"
+EXPORT_SUMMARY = "export_summary.json"
+UNBOUNDED = 100_000  # candidates of a stage under a time budget: the budget ends it
+
+
+@dataclasses.dataclass(frozen=True)
+class SpaceOptions:
+    """How `--space=auto` derives the space (see `arch.auto_space`).
+
+    Attributes:
+      name: a named space (`space.SPACES`) or "auto".
+      stage1: stage 1's named space, or "auto" (the small task of the stage-2 space).
+      stem, head: channels (None: the rule's).
+      cost_metric: "madds" or "params" (Eq. 1's sub-objective).
+      target: its target (None: the rule's).
+    """
+
+    name: str = "auto"
+    stage1: str = "auto"
+    stem: Optional[int] = None
+    head: Optional[int] = None
+    cost_metric: str = "madds"
+    target: Optional[float] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class StageSizes:
+    """Attributes:
+      image_size: stage 1's image size (None: half the full size).
+      train_examples: images of the stage (None: the rule's).
+      population, sample, candidates: Alg. 1's P, S and the candidate cap (None: 6, 3, 12,
+        or no cap under a time budget).
+      topk, retrain_epochs: models retrained after the stage and their epochs.
+    """
+
+    image_size: Optional[int] = None
+    train_examples: Optional[int] = None
+    population: int = 6
+    sample: int = 3
+    candidates: Optional[int] = None
+    topk: int = 1
+    retrain_epochs: int = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportOptions:
+    enabled: bool = True
+    qat_epochs: int = 1
+    qat_samples: int = 5000
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    """The whole experiment of `python -m eatnas_tf.run` (config.json stores it).
+
+    Attributes:
+      data: the full task's data (split "search"; stage 1 and the retraining derive theirs).
+      train: candidate training (1 epoch in the paper's search).
+      seed: run seed.
+      space: how the spaces are chosen.
+      stage1, stage2: stage sizes (stage 2's `topk` / `retrain_epochs`: the final ones).
+      retrain_learning_rate: peak LR of the retraining (cosine).
+      retrain_train_examples: cap on the final retraining's images (None: all).
+      transfer_weights: stage-2 offspring inherit the basic model's weights.
+      time_budget_s: wall-clock budget of the search and retraining (None: none).
+      export: what the export phase does.
+    """
+
+    data: DataConfig
+    train: TrainConfig = TrainConfig(learning_rate=0.05)
+    seed: int = 0
+    space: SpaceOptions = SpaceOptions()
+    stage1: StageSizes = StageSizes()
+    stage2: StageSizes = StageSizes(retrain_epochs=3)
+    retrain_learning_rate: float = 0.1
+    retrain_train_examples: Optional[int] = None
+    transfer_weights: bool = True
+    time_budget_s: Optional[float] = None
+    export: ExportOptions = ExportOptions()
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "PipelineConfig":
+        return cls(data=DataConfig(**d["data"]), train=TrainConfig(**d["train"]),
+                   seed=d["seed"], space=SpaceOptions(**d["space"]),
+                   stage1=StageSizes(**d["stage1"]), stage2=StageSizes(**d["stage2"]),
+                   retrain_learning_rate=d["retrain_learning_rate"],
+                   retrain_train_examples=d["retrain_train_examples"],
+                   transfer_weights=d["transfer_weights"], time_budget_s=d["time_budget_s"],
+                   export=ExportOptions(**d["export"]))
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """The resolved stages and retraining configs of a `PipelineConfig` on its data."""
+
+    stage1: Stage
+    stage1_retrain: Tuple[DataConfig, TrainConfig]
+    stage2: Stage
+    retrain: Tuple[DataConfig, TrainConfig]
+    num_train: int
+
+    def describe(self) -> Dict[str, Any]:
+        def pair(p):
+            return {"data": dataclasses.asdict(p[0]), "train": p[1].as_dict()}
+
+        return {"stage1": self.stage1.describe(), "stage1_retrain": pair(self.stage1_retrain),
+                "stage2": self.stage2.describe(), "retrain": pair(self.retrain)}
+
+
+def _spaces(cfg: PipelineConfig, bundle) -> Tuple[SearchSpace, SearchSpace, int]:
+    opts = cfg.space
+    h, _, c = bundle.image_shape
+    if opts.name == "auto":
+        full = auto_space.derive_space(image_size=h, channels=c,
+                                       num_classes=bundle.num_classes, stem=opts.stem,
+                                       head=opts.head, cost_metric=opts.cost_metric,
+                                       target=opts.target)
+    else:
+        full = space_lib.get_space(opts.name)
+    size = cfg.stage1.image_size or auto_space.small_size(h)
+    if opts.stage1 == "auto":
+        small = auto_space.small_task(full, size)
+    else:
+        small = space_lib.get_space(opts.stage1)
+    return full, small, size
+
+
+def plan(cfg: PipelineConfig) -> Plan:
+    """Resolves the rules on the data (loads it once; bad data raises ValueError)."""
+    bundle = cached_data(cfg.data)
+    n = bundle.num_train
+    full, small, size = _spaces(cfg, bundle)
+    budgeted = cfg.time_budget_s is not None
+    n1 = cfg.stage1.train_examples or min(n, max(1000, n // 10))
+    n2 = cfg.stage2.train_examples or min(n, max(2000, n // 7))
+    base = dataclasses.replace(cfg.data, split="search")
+    d1 = dataclasses.replace(base, image_size=size, max_train_examples=n1)
+    d2 = dataclasses.replace(base, max_train_examples=n2)
+    retrain = cfg.train.replace(lr_schedule="cosine", learning_rate=cfg.retrain_learning_rate)
+
+    def stage(name, space, data, sizes):
+        cands = sizes.candidates or (UNBOUNDED if budgeted else 12)
+        return Stage(name=name, strategy="eat", space=space, data=data, train=cfg.train,
+                     seed=cfg.seed,
+                     config=SearchConfig(population=sizes.population, sample=sizes.sample,
+                                         max_candidates=cands, topk=sizes.topk))
+
+    return Plan(
+        stage1=stage("stage1", small, d1, cfg.stage1),
+        stage1_retrain=(dataclasses.replace(d1, split="final"),
+                        retrain.replace(epochs=cfg.stage1.retrain_epochs)),
+        stage2=stage("stage2", full, d2, cfg.stage2),
+        retrain=(dataclasses.replace(base, split="final",
+                                     max_train_examples=cfg.retrain_train_examples),
+                 retrain.replace(epochs=cfg.stage2.retrain_epochs)),
+        num_train=n)
+
+
+def describe(cfg: PipelineConfig, p: Plan) -> Dict[str, Any]:
+    """The whole experiment as plain values: what config.json stores and a resume checks."""
+    return {"pipeline": cfg.to_dict(), "plan": p.describe()}
+
+
+def _epochs_within(records, share_s: Optional[float], n_images: int, k: int,
+                   max_epochs: int) -> int:
+    """Retraining epochs that fit in `share_s` at the images/s the stage's candidates
+    trained at (all of `max_epochs` without a budget)."""
+    if share_s is None:
+        return max_epochs
+    rate = [r.num_train * r.epochs / r.train_s for r in records
+            if r.ok and r.trained and r.train_s and r.num_train and r.epochs]
+    if not rate:
+        return 1
+    epoch_s = n_images / (sum(rate) / len(rate))
+    return max(1, min(max_epochs, int(share_s // max(epoch_s * k, 1e-9))))
+
+
+def run(cfg: PipelineConfig, run_dir: str, *, allow_change: bool = False, verbose: int = 0,
+        say: Callable[[str], None] = print) -> Dict[str, Any]:
+    """Runs (or resumes) the pipeline in `run_dir`; returns the report (with `winner`,
+    and `export` when exported)."""
+    p = plan(cfg)  # every config is resolved (validated) before the run dir is touched
+    run = RunDir(run_dir)
+    run.check_config(describe(cfg, p), allow_change)
+    budget = budget_lib.Budget.load(run.file(BUDGET_FILE), cfg.time_budget_s)
+
+    def progress(line):
+        eta = budget.eta_text()
+        say(f"{line} | {eta}" if eta else line)
+
+    s1 = p.stage1
+    say(f"== stage 1: EAT evolution on the small task ({s1.space.macro.image_size} px, "
+        f"{s1.data.max_train_examples} images, space {s1.space.name})"
+        + (f", time budget {cfg.time_budget_s:.0f} s" if cfg.time_budget_s else ""))
+    with budget.phase("stage1_search") as ph:
+        r1_stage = runner.run_stage(run, s1, verbose=verbose, progress=progress,
+                                    deadline=ph.deadline if ph else None)
+    k1 = s1.config.topk
+    with budget.phase("stage1_retrain") as ph:
+        data, train = p.stage1_retrain
+        epochs = _epochs_within(r1_stage.records, ph.seconds if ph else None,
+                                data.max_train_examples or p.num_train, k1, train.epochs)
+        say(f"== stage 1: retrain top-{k1} for {epochs} epochs -> basic model")
+        r1 = pipeline.retrain_topk(run, r1_stage, data, train.replace(epochs=epochs), k1,
+                                   verbose=1)
+    basic = pipeline.pick_winner(r1)
+    say(f"basic model: {basic['arch']} val_acc {basic['val_acc']:.4f}")
+
+    seed_weights = pipeline.basic_seed_weights(run, basic) if cfg.transfer_weights else None
+    s2 = dataclasses.replace(p.stage2, config=dataclasses.replace(
+        p.stage2.config, seed_archs=(basic["arch"],), seed_weights=seed_weights))
+    say(f"== stage 2: elastic transfer to the full task ({s2.space.macro.image_size} px, "
+        f"{s2.data.max_train_examples} images), seeded with offspring of the basic model")
+    with budget.phase("stage2_search") as ph:
+        r2_stage = runner.run_stage(run, s2, verbose=verbose, progress=progress,
+                                    deadline=ph.deadline if ph else None)
+    k2 = s2.config.topk
+    with budget.phase("retrain") as ph:
+        data, train = p.retrain
+        n_final = data.max_train_examples or p.num_train
+        epochs = _epochs_within(r2_stage.records, ph.seconds if ph else None, n_final, k2,
+                                train.epochs)
+        say(f"== retrain top-{k2} of stage 2 for {epochs} epochs")
+        r2 = pipeline.retrain_topk(run, r2_stage, data, train.replace(epochs=epochs), k2,
+                                   verbose=1)
+    winner = pipeline.pick_winner(r2)
+
+    bundle = cached_data(cfg.data)
+
+    def write_report(extra_export=None):
+        phases = {f"{k}_s": v for k, v in budget.spent.items()}
+        extra = {"basic_model": basic, "phases_s": phases,
+                 "time_budget_s": cfg.time_budget_s, "dataset": cfg.data.dataset,
+                 "class_names": list(getattr(bundle, "class_names", ()) or ()),
+                 "bad_files": getattr(bundle, "bad_files", None),
+                 "spaces": {"stage1": dataclasses.asdict(s1.space),
+                            "stage2": dataclasses.asdict(s2.space)}}
+        extra.update({f"{k}_wall_s": v for k, v in budget.spent.items()})
+        if extra_export is not None:
+            extra["export"] = extra_export
+        return pipeline.finish(run, [r1_stage, r2_stage], winner=winner, retrained=r1 + r2,
+                               wall_s=budget.spent_s(), extra=extra,
+                               stage_extra={"stage1": {"retrain_s":
+                                                       budget.spent.get("stage1_retrain")}})
+
+    report = write_report()
+    if cfg.export.enabled:
+        say("== export: SavedModel + TFLite (fp32, fp16, int8, QAT) with latency")
+        t = time.perf_counter()
+        exported = _export_once(run, cfg.export)
+        if "export" not in budget.spent:
+            budget.add("export", time.perf_counter() - t)
+        report = write_report({k: v for k, v in exported.items() if k != "markdown"})
+        from export import report as export_report  # noqa: PLC0415 - optional extra
+
+        export_report.update_run_report(run.file("report.md"), exported["markdown"])
+    w = report["winner"]
+    lines = ", ".join(f"{k} {v:.0f} s" for k, v in budget.spent.items())
+    say(f"== done in {budget.spent_s():.0f} s ({lines})\n"
+        f"   winner {w['arch']}: params {w['params']:,}, MAdds {w['madds']:,}, "
+        f"test accuracy {w['test_accuracy']:.4f}\n   report: {run.file('report.md')}")
+    return report
+
+
+def _export_once(run: RunDir, opts: ExportOptions) -> Dict[str, Any]:
+    """Exports the winner once per run (a rerun reuses the stored summary)."""
+    marker = run.file(EXPORT_SUMMARY)
+    if os.path.exists(marker):
+        return atomic.read_json(marker)
+    from export import export_lib, tflite  # noqa: PLC0415 - the export extra
+
+    config = export_lib.ExportConfig(qat=tflite.QATConfig(epochs=opts.qat_epochs,
+                                                          max_samples=opts.qat_samples))
+    out = export_lib.export_run(run.path, config=config)
+    w = out["winner"]
+    summary = {"export_dir": out["export_dir"], "path": w.get("path"),
+               "checks": w.get("checks"), "timing_s": w.get("timing_s"),
+               "markdown": export_lib.report_lib.to_markdown(w, heading="###"),
+               "formats": {k: {"accuracy": v.get("accuracy"), "size_bytes": v.get("size_bytes"),
+                               "latency_ms_1thread": (v.get("latency") or {}).get("1", {})
+                               .get("median_ms")}
+                           for k, v in (w.get("formats") or {}).items()}}
+    atomic.write_json(marker, summary)
+    return summary
+
+
+def winner_files(report: Dict[str, Any]) -> List[str]:
+    """Paths of the exported files named in a report (for `api.run`'s result)."""
+    exp = report.get("export") or {}
+    out = []
+    if exp.get("path"):
+        out.append(exp["path"])
+    return out
