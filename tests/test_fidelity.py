@@ -203,7 +203,7 @@ def test_cosine_continues_across_promotion_checkpoint(tmp_path):
     ck = str(tmp_path / "ck")
 
     def run(epochs, ckpt):
-        req = EvalRequest(arch=arch, space="digits", data=data_cfg,
+        req = EvalRequest(arch=arch, space=DIGITS, data=data_cfg,
                           train=train.replace(epochs=epochs), checkpoint_dir=ckpt)
         cfg = s.adapt_request(req, Proposal(arch, epochs=epochs)).train
         assert cfg.schedule_epochs == 3 * E and cfg.epochs == epochs
