@@ -1,6 +1,7 @@
 """Prints the analytic cost of an architecture as one JSON object.
 
     python -m eatnas_tf.cost --arch=ARCH [--space=imagenet] [--image_size=N] [--num_classes=N]
+        [--latency_table=FILE]
 
 ARCH is the text form, a JSON string or a path to a JSON/text file. Image size, classes
 and strides default to the space's (224/1000 for imagenet, 32/10 for cifar10).
@@ -24,6 +25,9 @@ _NUM_CLASSES = flags.DEFINE_integer("num_classes", None, "Classes (default: the 
 _IN_CHANNELS = flags.DEFINE_integer("in_channels", None, "Image channels (default: the space's).",
                                     lower_bound=1)
 _STRICT = flags.DEFINE_bool("strict", False, "Exit 2 if the arch breaks a space constraint.")
+_LATENCY_TABLE = flags.DEFINE_string(
+    "latency_table", None, "Latency table (python -m eatnas_tf.latency_table): adds the "
+    "predicted latency_ms; layers missing from it are measured on this host and added.")
 
 
 def main(argv):
@@ -45,6 +49,20 @@ def main(argv):
     out["total_expansion"] = arch.total_expansion
     out["in_space"] = not violations
     out["violations"] = violations
+    if _LATENCY_TABLE.value:
+        from eatnas_tf.latency import predictor as latency_predictor  # noqa: PLC0415
+
+        try:
+            pred = latency_predictor.load_predictor(_LATENCY_TABLE.value)
+            out["latency_ms"] = round(pred.predict_ms(arch, macro), 4)
+        except ValueError as e:
+            raise cli.UsageError(str(e)) from None
+        if pred.table.measured:
+            pred.table.save()
+        out["latency_table"] = {"format": pred.table.fmt, "threads": pred.table.threads,
+                                "device": pred.table.device.get("cpu", ""),
+                                "measured_now": pred.table.measured,
+                                "fitted": bool(pred.table.fit)}
     print(json.dumps(out))
 
 

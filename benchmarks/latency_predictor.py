@@ -1,0 +1,137 @@
+"""Latency predictor accuracy (issue 16): predicted vs measured whole-model LiteRT latency.
+
+For each space (`fashion_mnist`: 50 random architectures, `cifar10`: 30) and format (fp32,
+int8), on this host at `--threads`: the layers the architectures use are measured into a
+`LatencyTable` (on demand, as a search would; the full-space table is only counted, its
+build time estimated from the per-layer time), the constant is fitted on `--fit_models`
+*other* random architectures, then every evaluation architecture is converted whole and
+timed (batch 1, median of `--runs`). Reports Spearman rho and median absolute % error of
+the offset-only fit and of the fit with a per-layer term.
+
+Each architecture's new layers and its whole model are timed back to back so a change of
+machine load hits both alike; timings on a shared machine are noisy all the same.
+
+    .venv/bin/python benchmarks/latency_predictor.py [--fmnist=50] [--cifar=30] [--threads=1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+from scipy import stats  # noqa: E402
+
+from eatnas_tf.arch import codec, space as space_lib  # noqa: E402
+from eatnas_tf.latency import measure as M, signature as S  # noqa: E402
+from eatnas_tf.latency.predictor import Predictor  # noqa: E402
+from eatnas_tf.latency.table import LatencyTable  # noqa: E402
+from eatnas_tf.store import atomic  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _metrics(pred, meas):
+    pred, meas = np.asarray(pred), np.asarray(meas)
+    err = np.abs(pred - meas) / meas * 100
+    return {"spearman_rho": round(float(stats.spearmanr(pred, meas).statistic), 4),
+            "median_abs_pct_error": round(float(np.median(err)), 2),
+            "p90_abs_pct_error": round(float(np.percentile(err, 90)), 2)}
+
+
+def run_one(space_name, n, fmt, a, work):
+    space = space_lib.get_space(space_name)
+    macro = space.macro
+    rng = random.Random(a.seed)
+    archs = [space.sample(rng) for _ in range(n)]
+    fit_archs = [space.sample(random.Random(a.seed + 1000 + i)) for i in range(a.fit_models)]
+    timer = M.HostTimer(a.threads, warmup=10, runs=a.runs)
+    table_path = os.path.join(work, f"table_{space_name}_{fmt}_t{a.threads}.json")
+    table = (LatencyTable.load(table_path, timer=timer) if os.path.exists(table_path)
+             else LatencyTable(fmt, a.threads, timer=timer, path=table_path, runs=a.runs))
+    models_path = os.path.join(work, f"models_{space_name}_{fmt}_t{a.threads}.json")
+    whole = atomic.read_json(models_path) if os.path.exists(models_path) else {}
+    pred = Predictor(table)
+    layer_s = model_s = 0.0
+    for arch in fit_archs + archs:
+        t0 = time.perf_counter()
+        table.measure_all(S.iter_unique(S.arch_layers(arch, macro)))
+        layer_s += time.perf_counter() - t0
+        key = codec.to_text(arch)
+        if key not in whole:
+            t0 = time.perf_counter()
+            whole[key] = timer(M.arch_tflite(arch, macro, fmt), "model")
+            model_s += time.perf_counter() - t0
+            atomic.write_json(models_path, whole)
+        table.save()
+        print(f"{space_name} {fmt}: {len(table)} layers, {len(whole)} models", flush=True)
+    samples = [(x, macro, whole[codec.to_text(x)]) for x in fit_archs]
+    out = {}
+    for name, per_layer in (("offset", False), ("offset_per_layer", True)):
+        fit = pred.fit(samples, per_layer=per_layer)
+        p = [pred.predict_ms(x, macro) for x in archs]
+        m = [whole[codec.to_text(x)] for x in archs]
+        out[name] = dict(_metrics(p, m), constant_ms=fit["constant_ms"],
+                         per_layer_ms=fit["per_layer_ms"],
+                         fit_residuals_ms=fit["residuals_ms"])
+    raw = [pred.layer_sum_ms(x, macro)[0] for x in archs]
+    out["sum_only"] = _metrics(raw, [whole[codec.to_text(x)] for x in archs])
+    pred.fit(samples, per_layer=False)
+    table.save()
+    n_layers = len(table)
+    per_layer_build = layer_s / max(table.measured, 1)
+    full = len(S.space_layers(space))
+    out.update({
+        "architectures": n, "fit_models": a.fit_models, "threads": a.threads,
+        "measured_ms_range": [round(min(whole[codec.to_text(x)] for x in archs), 4),
+                              round(max(whole[codec.to_text(x)] for x in archs), 4)],
+        "table_layers_used": n_layers, "table_bytes": os.path.getsize(table_path),
+        "layers_measured_this_run": table.measured,
+        "layer_build_s_this_run": round(layer_s, 1),
+        "s_per_layer": round(per_layer_build, 3) if table.measured else None,
+        "whole_model_s_this_run": round(model_s, 1),
+        "full_space_layers": full,
+        "full_space_build_s_estimate": round(full * per_layer_build) if table.measured else None,
+    })
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--fmnist", type=int, default=50)
+    ap.add_argument("--cifar", type=int, default=30)
+    ap.add_argument("--formats", default="fp32,int8")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--runs", type=int, default=100)
+    ap.add_argument("--fit_models", type=int, default=5)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--work", default=os.path.join(ROOT, "runs", "bench_latency_predictor"))
+    ap.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results",
+                                                  "latency_predictor.json"))
+    a = ap.parse_args()
+    os.makedirs(a.work, exist_ok=True)
+    t0 = time.time()
+    results = {"host": M.host_description(), "litert": M.litert_version(),
+               "note": "shared 2-core machine loaded by other agents: timings are noisy",
+               "spaces": {}}
+    for fmt in a.formats.split(","):  # fp32 of both spaces first: a cut-short run has both
+        for space_name, n in (("fashion_mnist", a.fmnist), ("cifar10", a.cifar)):
+            if n <= 0:
+                continue
+            r = run_one(space_name, n, fmt, a, a.work)
+            results["spaces"].setdefault(space_name, {})[fmt] = r
+            print(json.dumps({space_name: {fmt: r}}), flush=True)
+            results["wall_s"] = round(time.time() - t0, 1)
+            atomic.write_json(a.out, results)
+    print(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,284 @@
+"""Latency table and predictor (issue 16): signatures, table file, sum rule, on-demand
+measurement, the adb path (a fake `adb` on PATH) and the table / cost binaries."""
+
+import json
+import os
+import random
+import stat
+import subprocess
+import sys
+
+import keras
+import pytest
+
+from eatnas_tf.arch import codec, space as space_lib
+from eatnas_tf.arch.cost import MacroSpec
+from eatnas_tf.latency import measure as M, signature as S
+from eatnas_tf.latency.predictor import Predictor
+from eatnas_tf.latency.table import LatencyTable
+from eatnas_tf.model import naming as N
+from eatnas_tf.model.builder import build_model
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TWO_LAYER = "sep_k3_w1.0_d1_skip,mb3_k5_w2.0_d2_skip,mb6_k3_w1.0_d1,sep_k3_w1.0_d1," \
+            "sep_k3_w1.0_d1,sep_k3_w1.0_d1,sep_k3_w1.0_d1"
+
+
+class CountingTimer:
+    """Fake timer: a fixed ms per call, records the names it timed."""
+
+    def __init__(self, ms=0.5):
+        self.ms, self.calls = ms, []
+
+    def describe(self):
+        return {"kind": "fake", "cpu": "test"}
+
+    def __call__(self, blob, name):
+        assert isinstance(blob, bytes) and blob
+        self.calls.append(name)
+        return self.ms
+
+
+def _built_layers(model):
+    """Per block layer of a built model: (block, layer) -> {op, kernel, stride, shortcut,
+    hw, c_in, c_out}, read from the Keras layers by name."""
+    out = {}
+    for layer in model.layers:
+        parsed = N.parse_layer_name(layer.name)
+        if not parsed:
+            continue
+        bl, li, rest = parsed
+        d = out.setdefault((bl, li), {"shortcut": "none", "expand": 0})
+        if rest == N.DW:
+            d["kernel"] = layer.kernel_size[0]
+            d["stride"] = layer.strides[0]
+            d["hw"] = layer.input.shape[1]
+        elif rest == N.EXPAND:
+            d["expand"] = layer.filters
+            d["c_in"] = layer.input.shape[-1]
+        elif rest == N.PROJECT:
+            d["c_out"] = layer.filters
+            d.setdefault("c_in", layer.input.shape[-1])  # sep: dw keeps channels
+        elif rest == N.SHORTCUT:
+            d["shortcut"] = "proj"
+        elif rest == N.ADD and d["shortcut"] == "none":
+            d["shortcut"] = "add"
+    return out
+
+
+@pytest.mark.parametrize("space_name,shortcut", [("fashion_mnist", "identity"),
+                                                  ("cifar10", "identity"),
+                                                  ("cifar10", "projection")])
+def test_signatures_match_built_model(space_name, shortcut):
+    """The predictor's layers == the layers the builder builds (count, kinds, fields)."""
+    space = space_lib.get_space(space_name)
+    rng = random.Random(3)
+    for _ in range(4):
+        arch = space.sample(rng)
+        if shortcut == "projection":
+            arch = codec.parse_arch(codec.to_text(arch), **dict(space.arch_defaults(),
+                                                                shortcut="projection"))
+        sigs = S.arch_layers(arch, space.macro)
+        model = build_model(arch, space.macro)
+        built = _built_layers(model)
+        kinds = S.counts_by_kind(sigs)
+        assert kinds["layer"] == len(built) == arch.num_layers
+        assert (kinds["stem"], kinds["head"], kinds["classifier"]) == (1, 1, 1)
+        layer_sigs = [s for s in sigs if s.kind == "layer"]
+        for s, (_, d) in zip(layer_sigs, sorted(built.items())):
+            assert (s.kernel, s.stride, s.hw, s.c_in, s.c_out, s.shortcut) == (
+                d["kernel"], d["stride"], d["hw"], d["c_in"], d["c_out"], d["shortcut"])
+            assert (s.op == "sep") == (d["expand"] == 0)
+            assert d["expand"] in (0, s.c_in * s.expansion)
+        head = model.get_layer(N.HEAD_CONV)
+        assert (sigs[-2].hw, sigs[-2].c_in, sigs[-2].c_out) == (
+            head.input.shape[1], head.input.shape[-1], head.filters)
+        assert sigs[0].c_out == model.get_layer(N.STEM_CONV).filters
+        assert all(s.key in {x.key for x in S.space_layers(space)} for s in sigs) \
+            or shortcut == "projection"
+        assert all(S.LayerSig.from_key(s.key) == s for s in sigs)
+        keras.backend.clear_session()
+
+
+def test_layer_model_matches_signature():
+    """A layer model's output shape is the signature's; a stride-2 mb layer halves H."""
+    sig = S.LayerSig.from_key("layer|op=mb3|k=5|s=2|e=3|hw=7x7|cin=8|cout=12|sc=none")
+    m = M.layer_model(sig)
+    assert tuple(m.output.shape[1:]) == (4, 4, 12) and sig.out_hw == 4
+    keras.backend.clear_session()
+
+
+def test_table_round_trip(tmp_path):
+    path = str(tmp_path / "t.json")
+    t = LatencyTable("int8", 2, device={"kind": "host", "cpu": "x"}, path=path,
+                     entries={"stem|k=3|s=1|hw=8x8|cin=1|cout=16": 0.01},
+                     fit={"constant_ms": 0.2, "per_layer_ms": 0.0})
+    t.save()
+    u = LatencyTable.load(path)
+    assert u.to_json() == t.to_json()
+    assert (u.fmt, u.threads, u.device["cpu"], u.fit["constant_ms"]) == ("int8", 2, "x", 0.2)
+    assert not [f for f in os.listdir(tmp_path) if f != "t.json"]  # no temp file left
+    with open(path, "w") as f:
+        f.write("{}")
+    with pytest.raises(ValueError, match="not a latency table"):
+        LatencyTable.load(path)
+
+
+def test_sum_rule_two_layer_model():
+    """Prediction = sum of the (known) entries of the arch's layers + fitted constant."""
+    macro = MacroSpec(8, 1, 10, 1, (1, 1, 2, 1, 2, 1, 1))
+    arch = codec.parse_arch(TWO_LAYER, stem=4, head=8)
+    sigs = S.arch_layers(arch, macro)
+    entries = {s.key: 0.01 * (i + 1) for i, s in enumerate(S.iter_unique(sigs))}
+    t = LatencyTable("fp32", 1, timer=CountingTimer(), entries=entries)
+    p = Predictor(t, measure_missing=False)
+    want = sum(entries[s.key] for s in sigs)
+    assert p.predict_ms(arch, macro) == pytest.approx(want)
+    fit = p.fit([(arch, macro, want + 0.3)])
+    assert fit["constant_ms"] == pytest.approx(0.3) and fit["residuals_ms"] == [0.0]
+    assert p.predict_ms(arch, macro) == pytest.approx(want + 0.3)
+    # Hand-built two-layer case: the sum of two entries + the constant, nothing else.
+    a, b = sigs[1], sigs[2]
+    assert a.key != b.key and a.kind == b.kind == "layer"
+    assert (sum(t.lookup(s, measure=False) for s in (a, b)) + p.constant_ms
+            == pytest.approx(entries[a.key] + entries[b.key] + 0.3))
+    # the layer repeated in block 2 (d2) is counted twice
+    assert len(sigs) > len(entries)
+
+
+def test_on_demand_measurement_real_host(tmp_path):
+    """An unseen signature is built, converted and timed with LiteRT once, then reused."""
+    calls = []
+    host = M.HostTimer(threads=1, warmup=2, runs=10)
+
+    def timer(blob, name):
+        calls.append(name)
+        return host(blob, name)
+
+    path = str(tmp_path / "t.json")
+    t = LatencyTable("fp32", 1, timer=timer, path=path)
+    sig = S.LayerSig.from_key("layer|op=mb3|k=3|s=1|e=3|hw=4x4|cin=4|cout=4|sc=add")
+    assert sig not in t
+    ms = t.lookup(sig)
+    assert ms > 0 and sig in t and len(calls) == 1 and t.measured == 1
+    assert t.lookup(sig) == ms and len(calls) == 1
+    t.save()
+    assert LatencyTable.load(path).entries == {sig.key: ms}
+    with pytest.raises(KeyError):
+        t.lookup(S.LayerSig("head", 4, 4, 8), measure=False)
+
+
+FAKE_ADB = r"""#!/bin/sh
+echo "$@" >> "{log}"
+case "$*" in
+  *getprop\ ro.product.model*) echo "Pixel Fake" ;;
+  *getprop\ ro.board.platform*) echo "fakeboard" ;;
+  *getprop*) echo "arm64-v8a" ;;
+  *benchmark_model*) cat <<'EOF'
+INFO: Num runs: [50]
+INFO: Timings (microseconds): count=5 first=900 curr=800 min=700 max=900 avg=800 std=50
+INFO: Timings (microseconds): count=50 first=450 curr=420 min=400 max=500 avg=432.5 std=12 p5=405 median=425 p95=480
+INFO: Inference timings in us: Init: 1000, First inference: 900, Warmup (avg): 800, Inference (avg): 432.5
+EOF
+  ;;
+esac
+exit 0
+"""
+
+
+def _fake_adb(tmp_path, monkeypatch):
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    log = tmp_path / "adb.log"
+    adb = bindir / "adb"
+    adb.write_text(FAKE_ADB.format(log=log))
+    adb.chmod(adb.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    return log
+
+
+def test_parse_benchmark_model():
+    out = "count=50 first=1 curr=2 min=1 max=3 avg=1500.0 std=3\n"
+    assert M.parse_benchmark_model(out) == pytest.approx(1.5)
+    with pytest.raises(ValueError, match="no 'count=... avg='"):
+        M.parse_benchmark_model("error: could not open graph")
+
+
+def test_fake_adb_path(tmp_path, monkeypatch):
+    """adb: mkdir once, push each model, run benchmark_model with the flags, parse median."""
+    log = _fake_adb(tmp_path, monkeypatch)
+    timer = M.make_timer("adb:SER123", threads=2, warmup=3, runs=50)
+    t = LatencyTable("fp32", 2, timer=timer, build_layer=lambda sig, fmt: b"tflite-bytes")
+    assert t.device == {"kind": "adb", "serial": "SER123", "platform": "fakeboard",
+                        "cpu": "arm64-v8a", "model": "Pixel Fake"}
+    s1 = S.LayerSig("head", 4, 8, 16)
+    s2 = S.LayerSig("classifier", 4, 16, 10)
+    assert t.lookup(s1) == pytest.approx(0.425)  # the steady-state line's median, in ms
+    t.lookup(s2)
+    t.lookup(s1)
+    calls = log.read_text().splitlines()
+    assert all(c.startswith("-s SER123 ") for c in calls)
+    assert sum(" mkdir -p " in c for c in calls) == 1
+    pushes = [c for c in calls if c.split()[2] == "push"]
+    runs = [c for c in calls if "benchmark_model" in c]
+    assert len(pushes) == len(runs) == 2
+    assert pushes[0].split()[-1] == f"/data/local/tmp/eatnas_latency/{file_name(s1)}.tflite"
+    assert (f"--graph=/data/local/tmp/eatnas_latency/{file_name(s1)}.tflite" in runs[0]
+            and "--num_threads=2" in runs[0] and "--warmup_runs=3" in runs[0]
+            and "--num_runs=50" in runs[0])
+
+
+def file_name(sig):
+    from eatnas_tf.latency.table import file_name as fn  # noqa: PLC0415
+    return fn(sig)
+
+
+def _run(*args, env=None):
+    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True,
+                          text=True, env=env, timeout=600)
+
+
+@pytest.mark.slow  # three binaries (TF start-up) and ~10 real conversions: minutes here
+def test_latency_table_cli_fake_adb_and_cost(tmp_path, monkeypatch):
+    """The binary over adb (fake) measures a partial table; cost --latency_table prints
+    latency_ms, measuring the missing layers on the host; bad input is one line."""
+    _fake_adb(tmp_path, monkeypatch)
+    out = str(tmp_path / "lat.json")
+    r = _run("eatnas_tf.latency_table", "--space=digits", f"--out={out}", "--device=adb:S1",
+             "--limit=2", "--fit_models=0", env=dict(os.environ))
+    assert r.returncode == 0, r.stderr[-2000:]
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert summary["entries"] == summary["measured"] == 2 and not summary["complete"]
+    assert summary["layers"] == len(S.space_layers(space_lib.get_space("digits")))
+    t = LatencyTable.load(out)
+    assert t.device["kind"] == "adb" and set(t.entries.values()) == {0.425}
+
+    r = _run("eatnas_tf.latency_table", "--space=digits", f"--out={out}", "--threads=3",
+             "--device=adb:S1", "--limit=0", env=dict(os.environ))
+    last = r.stderr.strip().splitlines()[-1]
+    assert r.returncode == 2 and last.startswith("error: out:") and "threads 1 != 3" in last
+    r = _run("eatnas_tf.latency_table", "--space=digits", f"--out={out}", "--device=phone")
+    assert r.returncode == 2 and "device: received 'phone'" in r.stderr
+
+    host = str(tmp_path / "host.json")
+    LatencyTable("fp32", 1, path=host, fit={"constant_ms": 0.1, "per_layer_ms": 0.0}).save()
+    arch = "sep_k3_w1.0_d1,sep_k3_w1.0_d1,mb3_k3_w1.0_d1,sep_k3_w1.0_d1,sep_k3_w1.0_d1," \
+           "sep_k3_w1.0_d1,sep_k3_w1.0_d1"
+    r = _run("eatnas_tf.cost", f"--arch={arch}", "--space=digits", f"--latency_table={host}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    d = json.loads(r.stdout)
+    t = LatencyTable.load(host)
+    macro = space_lib.get_space("digits").macro
+    distinct = {x.key for x in S.arch_layers(codec.parse_arch(arch, stem=16, head=128), macro)}
+    assert set(t.entries) == distinct and d["latency_table"]["measured_now"] == len(distinct) == 8
+    assert d["latency_ms"] == pytest.approx(sum(t.entries.values()) + 0.1, abs=1e-3)
+
+
+def test_space_layers_cover_samples():
+    """Every layer of sampled architectures is among the space's enumerated signatures."""
+    for name in ("fashion_mnist", "cifar10", "imagenet"):
+        space = space_lib.get_space(name)
+        keys = {s.key for s in S.space_layers(space)}
+        rng = random.Random(0)
+        for _ in range(30):
+            assert all(s.key in keys for s in S.arch_layers(space.sample(rng), space.macro))
