@@ -11,9 +11,11 @@ import sys
 import keras
 import pytest
 
-from eatnas_tf.arch import codec, space as space_lib
+from eatnas_tf.arch import codec
+from eatnas_tf.arch import space as space_lib
 from eatnas_tf.arch.cost import MacroSpec
-from eatnas_tf.latency import measure as M, signature as S
+from eatnas_tf.latency import measure as M
+from eatnas_tf.latency import signature as S
 from eatnas_tf.latency.predictor import Predictor
 from eatnas_tf.latency.table import LatencyTable
 from eatnas_tf.model import naming as N
@@ -177,8 +179,8 @@ case "$*" in
   *benchmark_model*) cat <<'EOF'
 INFO: Num runs: [50]
 INFO: Timings (microseconds): count=5 first=900 curr=800 min=700 max=900 avg=800 std=50
-INFO: Timings (microseconds): count=50 first=450 curr=420 min=400 max=500 avg=432.5 std=12 p5=405 median=425 p95=480
-INFO: Inference timings in us: Init: 1000, First inference: 900, Warmup (avg): 800, Inference (avg): 432.5
+Timings (microseconds): count=50 first=450 min=400 max=500 avg=432.5 std=12 p5=405 median=425
+Inference timings in us: Init: 1000, First inference: 900, Inference (avg): 432.5
 EOF
   ;;
 esac

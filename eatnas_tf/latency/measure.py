@@ -103,8 +103,7 @@ def to_tflite(model, fmt: str, input_shape: Sequence[int], rep_samples: int = 8,
 
     check_format(fmt)
     shape = [1] + [int(v) for v in input_shape]
-    from tensorflow.python.framework.convert_to_constants import (  # noqa: PLC0415
-        convert_variables_to_constants_v2)
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2  # noqa: PLC0415
 
     fn = tf.function(lambda x: model(x, training=False),
                      input_signature=[tf.TensorSpec(shape, tf.float32)])
@@ -248,9 +247,9 @@ def parse_benchmark_model(output: str) -> float:
     Raises:
       ValueError: no timing line in `output`.
     """
-    lines = [l for l in output.splitlines() if _TIMING_RE.search(l)]
+    lines = [ln for ln in output.splitlines() if _TIMING_RE.search(ln)]
     if not lines:
-        first = next((l.strip() for l in output.splitlines() if l.strip()), "(no output)")
+        first = next((ln.strip() for ln in output.splitlines() if ln.strip()), "(no output)")
         raise ValueError(f"benchmark_model: no 'count=... avg=' timing line in its output: {first}")
     last = lines[-1]
     m = _MEDIAN_RE.search(last)

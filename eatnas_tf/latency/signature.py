@@ -146,8 +146,9 @@ def reachable_channels(space) -> List[Set[int]]:
         lo, hi = space.total_expansion
         fwd[-1] = {c for c in fwd[-1] if lo <= c / space.stem <= hi}
     for bi in range(NUM_BLOCKS - 2, -1, -1):
+        nxt = fwd[bi + 1]
         fwd[bi] = {c for c in fwd[bi]
-                   if any(_block_channels(space, bi + 1, c, w) in fwd[bi + 1] for w in space.widths)}
+                   if any(_block_channels(space, bi + 1, c, w) in nxt for w in space.widths)}
     return fwd
 
 
