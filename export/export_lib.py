@@ -82,7 +82,7 @@ def _base_report(plan: ExportPlan, data: ExportData, cost, model) -> Dict[str, A
         "labels": {"file": LABELS_FILE, "class_names": list(data.class_names)},
         "params": cost.params, "params_keras": int(model.count_params()), "madds": cost.madds,
         "claim": plan.claim,
-        "eval": {"split": "test", "samples": int(len(data.y_test))},
+        "eval": {"split": data.heldout_split, "samples": int(len(data.y_test))},
         "latency_threads": list(config.latency_threads),
         "latency_settings": {"batch": 1, "warmup": config.latency_warmup,
                              "runs": config.latency_runs, "runtime": "ai_edge_litert"},

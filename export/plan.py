@@ -177,6 +177,7 @@ class ExportData:
       x_qat, y_qat: QAT fine-tuning images (empty when no QAT file is made).
       spec: the serving graph's preprocessing for these images.
       class_names: label names, one per class (from the data source, else "0".."N-1").
+      heldout_split: the split `x_test` comes from ("test", else "val").
     """
 
     x_test: np.ndarray
@@ -186,6 +187,7 @@ class ExportData:
     y_qat: np.ndarray
     spec: sm_lib.ServingSpec
     class_names: Tuple[str, ...] = ()
+    heldout_split: str = "test"
 
 
 def _subset(x: np.ndarray, y: np.ndarray, n: Optional[int], seed: int):
@@ -207,7 +209,12 @@ def load_export_data(plan: ExportPlan) -> ExportData:
     qat = "qat" in config.formats
     pool = max(config.representative_samples, (config.qat.max_samples or 0) if qat else 0)
     try:
-        x_test, y_test = datasets.held_out_arrays(cfg, config.eval_samples)
+        try:
+            split = "test"
+            x_test, y_test = datasets.load_arrays(cfg, "test", config.eval_samples)
+        except ValueError:  # no test split: the validation part is held out
+            split = "val"
+            x_test, y_test = datasets.load_arrays(cfg, "val", config.eval_samples)
         if qat and config.qat.max_samples is None:
             x_pool, y_pool = datasets.load_arrays(cfg, "train")
         else:
@@ -234,7 +241,7 @@ def load_export_data(plan: ExportPlan) -> ExportData:
                           f"{plan.macro.num_classes}")
     return ExportData(x_test=x_test, y_test=np.asarray(y_test, np.int64), x_rep=x_rep,
                       x_qat=x_qat, y_qat=np.asarray(y_qat, np.int64), spec=spec,
-                      class_names=names)
+                      class_names=names, heldout_split=split)
 
 
 @dataclasses.dataclass(frozen=True)
