@@ -28,7 +28,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from eatnas_tf.arch import auto_space
 from eatnas_tf.arch import space as space_lib
@@ -331,11 +331,3 @@ def _export_once(run: RunDir, opts: ExportOptions) -> Dict[str, Any]:
     atomic.write_json(marker, summary)
     return summary
 
-
-def winner_files(report: Dict[str, Any]) -> List[str]:
-    """Paths of the exported files named in a report (for `api.run`'s result)."""
-    exp = report.get("export") or {}
-    out = []
-    if exp.get("path"):
-        out.append(exp["path"])
-    return out

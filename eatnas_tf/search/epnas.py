@@ -255,9 +255,6 @@ class EPNAS(Strategy):
         del T
 
     # -- results --------------------------------------------------------------------------
-    def reward_of(self, cid: int) -> Optional[Dict[str, Any]]:
-        return self._rewards.get(cid)
-
     def history(self) -> List[Dict[str, Any]]:
         return list(self._history)
 

@@ -108,7 +108,8 @@ def run_stage(run: RunDir, stage: Stage, *, executor=None, verbose: int = 0,
       tensorboard: write per-candidate curves and the HParams table under `tb/<stage>/`.
       max_new: stop after this many *new* evaluations (tests: simulate an interruption).
       deadline: `time.monotonic()` after which no new batch is proposed (a time budget's
-        share); the stage then ends early and a later run with more time resumes it.
+        share; at least one candidate is always evaluated); the stage then ends early and
+        a later run with more time resumes it.
     """
     if parallel < 1:
         raise ValueError(f"parallel: received {parallel}; allowed values: >= 1")
@@ -126,7 +127,9 @@ def run_stage(run: RunDir, stage: Stage, *, executor=None, verbose: int = 0,
     stopped = False
     t_new = 0.0
     while not strategy.finished() and not stopped:
-        if deadline is not None and time.monotonic() >= deadline and replayed >= len(prior):
+        # A spent budget ends the stage, once it has at least one candidate to hand on.
+        if (deadline is not None and time.monotonic() >= deadline and replayed >= len(prior)
+                and replayed + new >= 1):
             if progress:
                 progress(f"[{stage.name}] time budget of the stage spent after "
                          f"{replayed + new} candidates")
