@@ -138,10 +138,6 @@ class SearchSpace:
     def cost(self, arch: ArchSpec) -> cost_lib.Cost:
         return cost_lib.count(arch, self.macro)
 
-    def resource(self, arch: ArchSpec) -> int:
-        """The value Eq. 1 compares with `target`."""
-        return getattr(self.cost(arch), self.cost_metric)
-
     # -- sampling -------------------------------------------------------------------------
     def random_block(self, rng: random.Random) -> BlockSpec:
         return BlockSpec(rng.choice(self.ops), rng.choice(self.kernels), rng.choice((False, True)),
