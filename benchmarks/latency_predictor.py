@@ -29,8 +29,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 from scipy import stats  # noqa: E402
 
-from eatnas_tf.arch import codec, space as space_lib  # noqa: E402
-from eatnas_tf.latency import measure as M, signature as S  # noqa: E402
+from eatnas_tf.arch import codec  # noqa: E402
+from eatnas_tf.arch import space as space_lib
+from eatnas_tf.latency import measure as M  # noqa: E402
+from eatnas_tf.latency import signature as S
 from eatnas_tf.latency.predictor import Predictor  # noqa: E402
 from eatnas_tf.latency.table import LatencyTable  # noqa: E402
 from eatnas_tf.store import atomic  # noqa: E402
@@ -56,7 +58,9 @@ def run_one(space_name, n, fmt, a, work):
     table_path = os.path.join(work, f"table_{space_name}_{fmt}_t{a.threads}.json")
     table = (LatencyTable.load(table_path, timer=timer) if os.path.exists(table_path)
              else LatencyTable(fmt, a.threads, timer=timer, path=table_path, runs=a.runs))
-    models_path = os.path.join(work, f"models_{space_name}_{fmt}_t{a.threads}.json")
+    models_path = os.path.join(work, f"models_{space_name}_{fmt}_t{a.threads}"
+                               f"{'' if a.statistic == 'median' else '_' + a.statistic}.json")
+    model_timer = M.HostTimer(a.threads, warmup=10, runs=a.runs, statistic=a.statistic)
     whole = atomic.read_json(models_path) if os.path.exists(models_path) else {}
     pred = Predictor(table)
     layer_s = model_s = 0.0
@@ -67,7 +71,7 @@ def run_one(space_name, n, fmt, a, work):
         key = codec.to_text(arch)
         if key not in whole:
             t0 = time.perf_counter()
-            whole[key] = timer(M.arch_tflite(arch, macro, fmt), "model")
+            whole[key] = model_timer(M.arch_tflite(arch, macro, fmt), "model")
             model_s += time.perf_counter() - t0
             atomic.write_json(models_path, whole)
         table.save()
@@ -90,6 +94,7 @@ def run_one(space_name, n, fmt, a, work):
     full = len(S.space_layers(space))
     out.update({
         "architectures": n, "fit_models": a.fit_models, "threads": a.threads,
+        "whole_model_statistic": a.statistic, "layer_statistic": "median",
         "measured_ms_range": [round(min(whole[codec.to_text(x)] for x in archs), 4),
                               round(max(whole[codec.to_text(x)] for x in archs), 4)],
         "table_layers_used": n_layers, "table_bytes": os.path.getsize(table_path),
@@ -112,6 +117,8 @@ def main():
     ap.add_argument("--runs", type=int, default=100)
     ap.add_argument("--fit_models", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--statistic", default="median", choices=("median", "min"),
+                    help="whole-model statistic (layers: median)")
     ap.add_argument("--work", default=os.path.join(ROOT, "runs", "bench_latency_predictor"))
     ap.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results",
                                                   "latency_predictor.json"))

@@ -162,15 +162,15 @@ def arch_tflite(arch: ArchSpec, macro: MacroSpec, fmt: str, seed: int = 0) -> by
 
 # -- timers ---------------------------------------------------------------------------------
 
-def _litert_median_ms(path: str, threads: int, warmup: int, runs: int) -> float:
-    """Median LiteRT latency of `path` via the shared timing helper."""
+def _litert_ms(path: str, threads: int, warmup: int, runs: int, statistic: str = "median") -> float:
+    """Median (or min) LiteRT latency of `path` via the shared timing helper."""
     try:
         from eatnas_tf.measure import latency as latency_lib  # noqa: PLC0415
     except ImportError:  # the helper is being moved there from export/latency.py
         latency_lib = None
     if latency_lib is not None:
         return float(latency_lib.measure(path, num_threads=threads, warmup=warmup,
-                                         runs=runs)["median_ms"])
+                                         runs=runs)[f"{statistic}_ms"])
     from ai_edge_litert.interpreter import Interpreter  # noqa: PLC0415
 
     it = Interpreter(model_path=path, num_threads=threads)
@@ -189,7 +189,7 @@ def _litert_median_ms(path: str, threads: int, warmup: int, runs: int) -> float:
         it.set_tensor(d["index"], x)
         it.invoke()
         ms[i] = (time.perf_counter() - t0) * 1e3
-    return float(np.median(ms))
+    return float(np.median(ms) if statistic == "median" else ms.min())
 
 
 def litert_version() -> str:
@@ -216,9 +216,15 @@ def host_description() -> Dict[str, str]:
 
 
 class HostTimer:
-    """Times TFLite bytes with LiteRT on this machine; returns the median in ms."""
+    """Times TFLite bytes with LiteRT on this machine; returns the median in ms (or the
+    minimum: on a loaded machine a long invoke is preempted far more often than a short
+    one, which inflates whole models' medians but hardly the layers')."""
 
-    def __init__(self, threads: int = 1, warmup: int = 10, runs: int = 100):
+    def __init__(self, threads: int = 1, warmup: int = 10, runs: int = 100,
+                 statistic: str = "median"):
+        if statistic not in ("median", "min"):
+            raise ValueError(f"statistic: received {statistic!r}; allowed values: median, min")
+        self.statistic = statistic
         if threads < 1 or runs < 1 or warmup < 0:
             raise ValueError(f"timer: received threads={threads}, runs={runs}, warmup={warmup}; "
                              "allowed values: threads >= 1, runs >= 1, warmup >= 0")
@@ -232,7 +238,7 @@ class HostTimer:
             path = os.path.join(d, f"{name}.tflite")
             with open(path, "wb") as f:
                 f.write(blob)
-            return _litert_median_ms(path, self.threads, self.warmup, self.runs)
+            return _litert_ms(path, self.threads, self.warmup, self.runs, self.statistic)
 
 
 _TIMING_RE = re.compile(r"count=\d+.*?avg=([0-9.eE+-]+)")
