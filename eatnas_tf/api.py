@@ -82,8 +82,13 @@ def run(*, dataset: str, run_dir: str, time_budget: Optional[str] = None,
         cfg = search_flags.pipeline_config_from_flags(fv)
     except (flags.Error, cli.UsageError) as e:
         raise ValueError(str(e).splitlines()[0]) from None
+    def exporter(path, opts):  # like the command's: the export package, when it runs
+        from export import export_lib  # noqa: PLC0415 - the [export] extra
+
+        return export_lib.export_run_once(path, opts.qat_epochs, opts.qat_samples)
+
     report = eat_pipeline.run(cfg, run_dir, allow_change=bool(options.get("allow_flag_change")),
-                              verbose=int(options.get("verbose") or 0))
+                              verbose=int(options.get("verbose") or 0), exporter=exporter)
     w = report["winner"]
     return Result(arch=w["arch"], params=w["params"], madds=w["madds"],
                   test_accuracy=w.get("test_accuracy"), val_accuracy=w.get("val_acc"),

@@ -23,6 +23,13 @@ search_flags.define_pipeline_flags()
 FLAGS = flags.FLAGS
 
 
+def exporter(run_dir, opts):
+    """The export phase (the `export` package is imported only when it runs)."""
+    from export import export_lib  # noqa: PLC0415 - the [export] extra
+
+    return export_lib.export_run_once(run_dir, opts.qat_epochs, opts.qat_samples)
+
+
 def main(argv):
     logging.set_verbosity(logging.WARNING)
     if len(argv) > 1:
@@ -34,7 +41,8 @@ def main(argv):
         tf.config.experimental.enable_op_determinism()
     try:
         eat_pipeline.run(cfg, FLAGS.run_dir, allow_change=FLAGS.allow_flag_change,
-                         verbose=FLAGS.verbose, say=lambda m: print(m, flush=True))
+                         verbose=FLAGS.verbose, say=lambda m: print(m, flush=True),
+                         exporter=exporter)
     except ValueError as e:  # bad data found while planning: one line, nothing written
         raise cli.UsageError(str(e).splitlines()[0]) from None
 

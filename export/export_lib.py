@@ -38,6 +38,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 from eatnas_tf.data.datasets import DataConfig
 from eatnas_tf.errors import one_line
+from eatnas_tf.store import atomic
 from export import checks as checks_lib
 from export import publish as publish_lib
 from export import report as report_lib
@@ -389,3 +390,27 @@ def export_run(run_dir: str, export_dir: Optional[str] = None, *, pareto: bool =
         report_lib.update_run_report(run_md, report_lib.to_markdown(winner, pareto=members,
                                                                     heading="###"))
     return {"winner": winner, "pareto": members, "export_dir": os.path.abspath(export_dir)}
+
+
+EXPORT_SUMMARY = "export_summary.json"
+
+
+def export_run_once(run_dir: str, qat_epochs: int = 1, qat_samples: int = 5000) -> Dict[str, Any]:
+    """The export phase of `eatnas_tf.run`: exports the run's winner once (a rerun reuses
+    the stored summary, `DIR/export_summary.json`) and returns the summary the pipeline's
+    report keeps (`markdown`: the report.md section)."""
+    marker = os.path.join(run_dir, EXPORT_SUMMARY)
+    if os.path.exists(marker):
+        return atomic.read_json(marker)
+    config = ExportConfig(qat=tflite_lib.QATConfig(epochs=qat_epochs, max_samples=qat_samples))
+    out = export_run(run_dir, config=config)
+    w = out["winner"]
+    summary = {"export_dir": out["export_dir"], "path": w.get("path"),
+               "checks": w.get("checks"), "timing_s": w.get("timing_s"),
+               "markdown": report_lib.to_markdown(w, heading="###"),
+               "formats": {k: {"accuracy": v.get("accuracy"), "size_bytes": v.get("size_bytes"),
+                               "latency_ms_1thread": (v.get("latency") or {}).get("1", {})
+                               .get("median_ms")}
+                           for k, v in (w.get("formats") or {}).items()}}
+    atomic.write_json(marker, summary)
+    return summary

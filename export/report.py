@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Sequence
 
+from eatnas_tf.report import sections
 from eatnas_tf.store import atomic
 
 SECTION = "## Export"
@@ -122,22 +123,6 @@ def write_markdown(path: str, text: str) -> None:
 
 
 def update_run_report(report_md: str, section_body: str) -> None:
-    """Replaces (or appends) the "## Export" section of `report_md` with `section_body`.
-
-    The section runs from its heading to the next level-2 heading or the end of the file.
-    Running it twice with the same body leaves the file unchanged.
-    """
-    with open(report_md) as f:
-        lines = f.read().splitlines()
-    start = next((i for i, ln in enumerate(lines) if ln.strip() == SECTION), None)
-    body = [SECTION, ""] + section_body.rstrip("\n").splitlines()
-    if start is None:
-        while lines and not lines[-1].strip():
-            lines.pop()
-        new = lines + ([""] if lines else []) + body
-    else:
-        end = next((j for j in range(start + 1, len(lines)) if lines[j].startswith("## ")),
-                   len(lines))
-        tail = lines[end:]
-        new = lines[:start] + body + ([""] + tail if tail else [])
-    atomic.write_text(report_md, "\n".join(new) + "\n")
+    """Replaces (or appends) the "## Export" section of `report_md` with `section_body`
+    (`eatnas_tf.report.sections.replace_section`)."""
+    sections.replace_section(report_md, SECTION, section_body)

@@ -34,17 +34,16 @@ from eatnas_tf.arch import auto_space
 from eatnas_tf.arch import space as space_lib
 from eatnas_tf.arch.space import SearchSpace
 from eatnas_tf.data.datasets import DataConfig
+from eatnas_tf.report import sections
 from eatnas_tf.search import budget as budget_lib
 from eatnas_tf.search import pipeline, runner
 from eatnas_tf.search.evaluate import cached_data
 from eatnas_tf.search.experiment import Stage
 from eatnas_tf.search.run_dir import RunDir
 from eatnas_tf.search.strategy import SearchConfig
-from eatnas_tf.store import atomic
 from eatnas_tf.train.config import TrainConfig
 
 BUDGET_FILE = "budget.json"
-EXPORT_SUMMARY = "export_summary.json"
 UNBOUNDED = 100_000  # candidates of a stage under a time budget: the budget ends it
 
 
@@ -224,9 +223,18 @@ def _epochs_within(records, share_s: Optional[float], n_images: int, k: int,
 
 
 def run(cfg: PipelineConfig, run_dir: str, *, allow_change: bool = False, verbose: int = 0,
-        say: Callable[[str], None] = print) -> Dict[str, Any]:
+        say: Callable[[str], None] = print,
+        exporter: Optional[Callable[[str, ExportOptions], Dict[str, Any]]] = None,
+        ) -> Dict[str, Any]:
     """Runs (or resumes) the pipeline in `run_dir`; returns the report (with `winner`,
-    and `export` when exported)."""
+    and `export` when exported).
+
+    Args:
+      exporter: `(run_dir, options) -> summary` of the export phase (with `markdown`, the
+        report.md section), given by the caller (`export.export_lib.export_run_once`: the
+        export package sits above this one, so the library never imports it); None or
+        `cfg.export.enabled=False`: no export.
+    """
     p = plan(cfg)  # every config is resolved (validated) before the run dir is touched
     run = RunDir(run_dir)
     run.check_config(describe(cfg, p), allow_change)
@@ -292,42 +300,17 @@ def run(cfg: PipelineConfig, run_dir: str, *, allow_change: bool = False, verbos
                                                        budget.spent.get("stage1_retrain")}})
 
     report = write_report()
-    if cfg.export.enabled:
+    if cfg.export.enabled and exporter is not None:
         say("== export: SavedModel + TFLite (fp32, fp16, int8, QAT) with latency")
         t = time.perf_counter()
-        exported = _export_once(run, cfg.export)
+        exported = exporter(run.path, cfg.export)
         if "export" not in budget.spent:
             budget.add("export", time.perf_counter() - t)
         report = write_report({k: v for k, v in exported.items() if k != "markdown"})
-        from export import report as export_report  # noqa: PLC0415 - optional extra
-
-        export_report.update_run_report(run.file("report.md"), exported["markdown"])
+        sections.replace_section(run.file("report.md"), "## Export", exported["markdown"])
     w = report["winner"]
     lines = ", ".join(f"{k} {v:.0f} s" for k, v in budget.spent.items())
     say(f"== done in {budget.spent_s():.0f} s ({lines})\n"
         f"   winner {w['arch']}: params {w['params']:,}, MAdds {w['madds']:,}, "
         f"test accuracy {w['test_accuracy']:.4f}\n   report: {run.file('report.md')}")
     return report
-
-
-def _export_once(run: RunDir, opts: ExportOptions) -> Dict[str, Any]:
-    """Exports the winner once per run (a rerun reuses the stored summary)."""
-    marker = run.file(EXPORT_SUMMARY)
-    if os.path.exists(marker):
-        return atomic.read_json(marker)
-    from export import export_lib, tflite  # noqa: PLC0415 - the export extra
-
-    config = export_lib.ExportConfig(qat=tflite.QATConfig(epochs=opts.qat_epochs,
-                                                          max_samples=opts.qat_samples))
-    out = export_lib.export_run(run.path, config=config)
-    w = out["winner"]
-    summary = {"export_dir": out["export_dir"], "path": w.get("path"),
-               "checks": w.get("checks"), "timing_s": w.get("timing_s"),
-               "markdown": export_lib.report_lib.to_markdown(w, heading="###"),
-               "formats": {k: {"accuracy": v.get("accuracy"), "size_bytes": v.get("size_bytes"),
-                               "latency_ms_1thread": (v.get("latency") or {}).get("1", {})
-                               .get("median_ms")}
-                           for k, v in (w.get("formats") or {}).items()}}
-    atomic.write_json(marker, summary)
-    return summary
-
