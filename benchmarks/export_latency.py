@@ -7,12 +7,12 @@ threads, batch 1, 5 warm-up + 30 timed runs, median and p90:
               briefly trained on Fashion-MNIST and exported with `export_lib.export_model`
               (full checks: accuracy on the 10k test images, drops vs Keras, parity,
               graph MAdds vs the cost model).
-  mobilenet   MobileNetV2 1.0/224 (DESIGN.md §2 reference, 300,774,272 MAdds), untrained:
+  mobilenet   MobileNetV2 1.0/224 (docs/design.md §2 reference, 300,774,272 MAdds), untrained:
               latency, sizes and graph MAdds only (random weights have no accuracy); int8
               calibrated on random images, QAT fake-quant ranges set by a few steps on
               random data.
 
-DESIGN.md §5 measured, on this x86 CPU, MobileNetV2 fp32 23.7 / 12.3 ms and int8 28.7 /
+docs/design.md §5 measured, on this x86 CPU, MobileNetV2 fp32 23.7 / 12.3 ms and int8 28.7 /
 14.7 ms (1 / 2 threads): int8 is slower here; report what is measured.
 
     .venv/bin/python benchmarks/export_latency.py [--skip_mobilenet] [--out=runs/bench_export.json]

@@ -69,9 +69,9 @@ def run(*, dataset: str, run_dir: str, time_budget: Optional[str] = None,
     Raises:
       ValueError: bad options or bad data, with the one line the command would print.
     """
-    from eatnas_tf import cli  # noqa: PLC0415 - imports TensorFlow
-    from eatnas_tf.search import eat_pipeline  # noqa: PLC0415
-    from eatnas_tf.search import flags as search_flags  # noqa: PLC0415
+    from eatnas_tf import cli  # imports TensorFlow
+    from eatnas_tf.search import eat_pipeline
+    from eatnas_tf.search import flags as search_flags
 
     fv = flags.FlagValues()  # the command's flags, parsed afresh for this call
     search_flags.define_pipeline_flags(fv)
@@ -83,7 +83,7 @@ def run(*, dataset: str, run_dir: str, time_budget: Optional[str] = None,
     except (flags.Error, cli.UsageError) as e:
         raise ValueError(str(e).splitlines()[0]) from None
     def exporter(path, opts):  # like the command's: the export package, when it runs
-        from export import export_lib  # noqa: PLC0415 - the [export] extra
+        from export import export_lib  # the [export] extra
 
         return export_lib.export_run_once(path, opts.qat_epochs, opts.qat_samples)
 

@@ -49,9 +49,9 @@ train_flags.define_train_flags()
 def main(argv):
     if len(argv) > 1:
         raise cli.UsageError(f"unexpected arguments {argv[1:]}; pass everything as --flags")
-    from eatnas_tf.econas import calibration  # noqa: PLC0415 (TensorFlow import)
-    from eatnas_tf.econas.proxy import Proxy  # noqa: PLC0415
-    from eatnas_tf.search.run_dir import RunDirError  # noqa: PLC0415
+    from eatnas_tf.econas import calibration
+    from eatnas_tf.econas.proxy import Proxy
+    from eatnas_tf.search.run_dir import RunDirError
 
     if not FLAGS.run_dir:
         raise cli.UsageError("run_dir: required; allowed values: a directory path")

@@ -25,7 +25,7 @@ FLAGS = flags.FLAGS
 
 def exporter(run_dir, opts):
     """The export phase (the `export` package is imported only when it runs)."""
-    from export import export_lib  # noqa: PLC0415 - the [export] extra
+    from export import export_lib  # the [export] extra
 
     return export_lib.export_run_once(run_dir, opts.qat_epochs, opts.qat_samples)
 
@@ -36,7 +36,7 @@ def main(argv):
         raise cli.UsageError(f"unexpected arguments {argv[1:]}; pass everything as --flags")
     cfg = search_flags.pipeline_config_from_flags(FLAGS)
     if FLAGS.deterministic_ops:
-        import tensorflow as tf  # noqa: PLC0415
+        import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
     try:

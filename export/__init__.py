@@ -1,5 +1,5 @@
 """TFX-style export of a searched model: versioned SavedModel, TFLite fp32/fp16/int8/QAT,
-LiteRT latency and a Mult-Adds check (DESIGN.md §4).
+LiteRT latency and a Mult-Adds check (docs/design.md §4).
 
     python -m export --run_dir=DIR [--pareto]
     python -m export --model=M.keras --arch=ARCH --space=fashion_mnist \

@@ -1,6 +1,6 @@
 """Mult-Adds read from a converted TFLite graph, to check the analytic cost model.
 
-The search ranks candidates by `eatnas_tf.arch.cost.count(...).madds` (DESIGN.md §2:
+The search ranks candidates by `eatnas_tf.arch.cost.count(...).madds` (docs/design.md §2:
 convolutions and dense layers only, no BN, activation, bias or add). A user shipping the
 winner should see that the converted file does the same work. This walks the file's
 operators (before any delegate rewrites them) and counts, per image:
@@ -70,7 +70,7 @@ def tflite_madds(path: str) -> Dict:
 
 def agreement(analytic: int, graph: int, tolerance: float = 0.01) -> Dict:
     """{"analytic", "graph", "rel_diff", "agree"}: agree when |graph − analytic| ≤
-    tolerance·analytic (DESIGN.md §2 asks 1% against TensorFlow's profiler)."""
+    tolerance·analytic (docs/design.md §2 asks 1% against TensorFlow's profiler)."""
     rel = abs(graph - analytic) / max(analytic, 1)
     return {"analytic": int(analytic), "graph": int(graph), "rel_diff": round(rel, 6),
             "agree": bool(rel <= tolerance)}

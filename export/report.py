@@ -2,7 +2,7 @@
 
 `export_report.json` (one per version directory) holds, per format, accuracy on held-out
 data, the drop against the Keras model, file size, parity, MAdds read from the graph and
-LiteRT latency at each thread count (DESIGN.md §4). `to_markdown` renders the same numbers
+LiteRT latency at each thread count (docs/design.md §4). `to_markdown` renders the same numbers
 for people; `update_run_report` puts them under an "## Export" heading of the run's
 `report.md`, replacing an older one, so re-exporting is idempotent.
 """

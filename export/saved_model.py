@@ -5,7 +5,7 @@ protos as TFX pipelines and TF Serving's Predict/Classify APIs send — not the
 normalised floats the network was trained on. So every signature here starts from raw
 pixels and runs `(x / 255 - mean) / std` (after a bilinear resize when the served image
 size differs from the model's) in the graph; the numbers come from the artifact's
-`meta.json` (DESIGN.md §4).
+`meta.json` (docs/design.md §4).
 
 Signatures (all return `logits` float32 [N, classes], `probabilities` float32 and
 `classes` int64):

@@ -1,6 +1,6 @@
 """TFLite conversion of a trained model: fp32, fp16, full-integer int8 and QAT int8.
 
-Formats (DESIGN.md §4):
+Formats (docs/design.md §4):
   fp32  `model_fp32.tflite`: float; input raw uint8 images like `serving_default`
         (preprocessing inside the graph).
   fp16  `model_fp16.tflite`: fp16 weights, float compute; same raw uint8 input.
@@ -10,7 +10,7 @@ Formats (DESIGN.md §4):
         would only add quantization error), as int8 with the input tensor's
         (scale, zero_point) when `int8_io` (the default, what phone NPUs want) else float32.
   qat   `model_qat_int8.tflite`: quantization-aware training. tfmot's `quantize_model`
-        rejects Keras 3 models (DESIGN.md §5), so the encoding is rebuilt with `tf_keras`
+        rejects Keras 3 models (docs/design.md §5), so the encoding is rebuilt with `tf_keras`
         (`builder_tfkeras`), the weights copied layer by layer, the copy wrapped by
         `tfmot.quantization.keras.quantize_model` and fine-tuned a few epochs, then
         converted to int8 like `int8` (same input convention).

@@ -1,4 +1,4 @@
-"""Architecture encodings (DESIGN.md §2): specs, codecs, search spaces, cost model."""
+"""Architecture encodings (docs/design.md §2): specs, codecs, search spaces, cost model."""
 
 from eatnas_tf.arch.spec import (  # noqa: F401
     ArchSpec,

@@ -1,4 +1,4 @@
-"""The one codec for architecture encodings (DESIGN.md §2), every form a lossless round trip.
+"""The one codec for architecture encodings (docs/design.md §2), every form a lossless round trip.
 
 Forms:
   * text: one token per block, `OP_kK_wW_dD[_skip]`, joined by commas

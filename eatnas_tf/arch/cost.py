@@ -1,4 +1,4 @@
-"""Analytic params and Mult-Adds of an encoding, without building a model (DESIGN.md §2).
+"""Analytic params and Mult-Adds of an encoding, without building a model (docs/design.md §2).
 
 Convention: `params` = every weight Keras counts (kernels, BN gamma/beta/mean/variance,
 dense kernel and bias); `madds` = multiply-adds of convolutions and dense layers only

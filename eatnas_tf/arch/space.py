@@ -1,4 +1,4 @@
-"""Search spaces (DESIGN.md §2, paper §4.1-4.2): what may vary, constraints, sampling.
+"""Search spaces (docs/design.md §2, paper §4.1-4.2): what may vary, constraints, sampling.
 
 A `SearchSpace` fixes the macro layout (input, strides), the stem/head/channel mode, the
 allowed block values and the scale constraints, and names the resource target used by

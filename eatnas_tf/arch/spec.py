@@ -1,4 +1,4 @@
-"""Architecture specs of the EAT-NAS search space (paper §3.2, DESIGN.md §2).
+"""Architecture specs of the EAT-NAS search space (paper §3.2, docs/design.md §2).
 
 An architecture is a stem, seven blocks and a head. A block is the tuple
 `(op, kernel, skip, width, depth)`. Specs are frozen dataclasses validated on

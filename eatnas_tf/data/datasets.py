@@ -4,7 +4,7 @@ One entry point, `load_data(DataConfig) -> DataBundle`, for every dataset the pr
 uses:
 
   fashion_mnist  our IDX reader on /usr/share/datasets/fashion-mnist (offline; tfds's own
-                 builder rejects Debian's recompressed .gz files, DESIGN.md §5), or tfds
+                 builder rejects Debian's recompressed .gz files, docs/design.md §5), or tfds
   mnist, cifar10 tfds (`data_dir` as tfds has it)
   imagenet2012   tfds with a manual download dir (`manual_dir`, default
                  `<data_dir>/downloads/manual`, as tfds does), streamed, never in memory
@@ -182,7 +182,7 @@ class DataConfig:
         if self.image_size:
             return self.image_size
         if self.user:
-            from eatnas_tf.data import user  # noqa: PLC0415
+            from eatnas_tf.data import user
 
             return user.source_of(self).size
         return _NATIVE_SIZE[self.dataset]
@@ -275,7 +275,7 @@ def _readonly(*arrays):
 def _raw_arrays(dataset: str, source: str, data_dir: Optional[str]) -> _Arrays:
     """The dataset's own train/test arrays (cached: a search loads them once)."""
     if source == "sklearn":
-        from sklearn.datasets import load_digits  # noqa: PLC0415
+        from sklearn.datasets import load_digits
 
         d = load_digits()
         x = np.round(d.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
@@ -290,7 +290,7 @@ def _raw_arrays(dataset: str, source: str, data_dir: Optional[str]) -> _Arrays:
         xte, yte = idx.load_split("test", root)
         out = _Arrays(xtr, ytr, xte, yte, 10, _CLASS_NAMES.get(dataset, ()))
     else:
-        import tensorflow_datasets as tfds  # noqa: PLC0415
+        import tensorflow_datasets as tfds
 
         (tr, te), info = tfds.load(dataset, split=["train", "test"], as_supervised=True,
                                    with_info=True, data_dir=data_dir)
@@ -417,7 +417,7 @@ def _memory_pipelines(cfg: DataConfig, size: int, mean, std, num_classes: int, t
 
 # -- streamed tfds (ImageNet) -----------------------------------------------------------------
 def _tfds_builder(cfg: DataConfig):
-    import tensorflow_datasets as tfds  # noqa: PLC0415
+    import tensorflow_datasets as tfds
 
     builder = tfds.builder(cfg.dataset, data_dir=cfg.data_dir)
     root = cfg.data_dir or os.environ.get("TFDS_DATA_DIR") or os.path.expanduser("~/tensorflow_datasets")
@@ -454,7 +454,7 @@ def _stream_pipelines(cfg: DataConfig):
     test_split = _TEST_SPLIT.get(cfg.dataset, "test") if cfg.split == "final" else None
 
     def read(split, shuffle_files, seed):
-        import tensorflow_datasets as tfds  # noqa: PLC0415
+        import tensorflow_datasets as tfds
 
         rc = tfds.ReadConfig(shuffle_seed=seed, interleave_cycle_length=4)
         return builder.as_dataset(split=split, as_supervised=True, shuffle_files=shuffle_files,
@@ -529,7 +529,7 @@ def _stream_pipelines(cfg: DataConfig):
 
 def _user_pipelines(cfg: DataConfig):
     """(bundle kwargs, train factory) of a folder:, tfrecord: or tfds: source (user.py)."""
-    from eatnas_tf.data import user  # noqa: PLC0415
+    from eatnas_tf.data import user
 
     src = user.source_of(cfg)
     parts = user.parts_of(cfg, src)
@@ -591,7 +591,7 @@ def check_data(cfg: DataConfig) -> dict:
         return {"dataset": cfg.dataset, "num_examples": None, "num_classes": None,
                 "class_names": list(_CLASS_NAMES.get(cfg.dataset, ())), "image_shape": None,
                 "bad_files": {"count": 0, "first": []}}
-    from eatnas_tf.data import splits, user  # noqa: PLC0415
+    from eatnas_tf.data import splits, user
 
     src = user.source_of(cfg)
     if not (cfg.split_file and os.path.exists(cfg.split_file)):
@@ -615,7 +615,7 @@ def load_arrays(cfg: DataConfig, split: str = "test",
     """
     _check_in("split", split, ("train", "val", "test"))
     if cfg.user:
-        from eatnas_tf.data import user  # noqa: PLC0415
+        from eatnas_tf.data import user
 
         src = user.source_of(cfg)
         parts = user.parts_of(dataclasses.replace(cfg, split="final"), src)

@@ -2,7 +2,7 @@
 
 Debian's `dataset-fashion-mnist` installs the original 60k/10k IDX files in
 `/usr/share/datasets/fashion-mnist/`, but each `.gz` is recompressed, so tfds's own
-builder rejects its checksums (DESIGN.md §5). This reader parses the IDX format directly
+builder rejects its checksums (docs/design.md §5). This reader parses the IDX format directly
 (magic, dims, big-endian sizes; 16-byte image header, 8-byte label header).
 """
 

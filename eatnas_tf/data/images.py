@@ -92,7 +92,7 @@ def pil_geometry(data: bytes) -> Optional[Tuple[int, bool]]:
     """(short side, is grey) of encoded image bytes with PIL, or None when PIL cannot read it.
 
     Grey: a grey mode (1, L, LA, I, I;16, F) or every pixel with R == G == B."""
-    from PIL import Image  # noqa: PLC0415
+    from PIL import Image
 
     try:
         with Image.open(io.BytesIO(data)) as im:

@@ -112,7 +112,7 @@ def load_cut(path: str, ids: Sequence[str], spec: str) -> Cut:
 def save_cut(path: str, cut: Cut, ids: Sequence[str], *, spec: str, seed: int,
              val_fraction: float, test_fraction: float) -> None:
     """Writes the cut atomically (the directory is created when missing)."""
-    from eatnas_tf.store import atomic  # noqa: PLC0415
+    from eatnas_tf.store import atomic
 
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     d = {"format": FORMAT, "dataset": spec, "rule": cut.rule, "split_seed": seed,

@@ -39,7 +39,7 @@ class TfdsSource:
 
 
 def _load(name: str, split: str, data_dir: Optional[str]):
-    import tensorflow_datasets as tfds  # noqa: PLC0415
+    import tensorflow_datasets as tfds
 
     return tfds.load(name, split=split, data_dir=data_dir, download=False, shuffle_files=False)
 
@@ -50,7 +50,7 @@ def open_tfds(name: str, data_dir: Optional[str], spec: str) -> TfdsSource:
     Raises:
       ValueError: unknown name, not prepared in data_dir, not an image-classification dataset.
     """
-    import tensorflow_datasets as tfds  # noqa: PLC0415
+    import tensorflow_datasets as tfds
 
     try:
         builder = tfds.builder(name, data_dir=data_dir)

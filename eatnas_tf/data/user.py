@@ -100,7 +100,7 @@ def load_source(spec: str, data_dir: Optional[str], image_size: Optional[int],
     ds_spec = parse_dataset(spec)
     paths = None
     if ds_spec.kind == "folder":
-        from eatnas_tf.data import folder  # noqa: PLC0415
+        from eatnas_tf.data import folder
 
         lst = folder.list_folder(ds_spec.location, spec)
         names, ids, given, bad = lst.class_names, lst.ids, lst.given, list(lst.bad)
@@ -116,7 +116,7 @@ def load_source(spec: str, data_dir: Optional[str], image_size: Optional[int],
         def sample():
             return [im.pil_geometry(_read(paths_all[i])) for i in im.sample_positions(len(ids))]
     elif ds_spec.kind == "tfrecord":
-        from eatnas_tf.data import tfrecord  # noqa: PLC0415
+        from eatnas_tf.data import tfrecord
 
         rec = tfrecord.read_records(ds_spec.location, spec)
         names, ids, labels, given, bad = rec.class_names, rec.ids, rec.labels, None, []
@@ -125,7 +125,7 @@ def load_source(spec: str, data_dir: Optional[str], image_size: Optional[int],
         def sample():
             return [im.pil_geometry(r.numpy()) for r in rec.raw().take(im.SIZE_SAMPLE)]
     else:
-        from eatnas_tf.data import tfds_source  # noqa: PLC0415
+        from eatnas_tf.data import tfds_source
 
         src = tfds_source.open_tfds(ds_spec.tfds_name, data_dir, spec)
         names, ids, labels, given, bad = src.class_names, src.ids, src.labels, src.given, []

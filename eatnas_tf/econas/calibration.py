@@ -74,7 +74,7 @@ def key(setting: str, arch: ArchSpec) -> str:
 def evaluate_pair(setting: str, arch: ArchSpec, space: SearchSpace, data: DataConfig,
                   train: TrainConfig, seed: int, verbose: int = 0) -> Dict[str, Any]:
     """Trains `arch` under `setting` (a proxy name) and returns the stored record."""
-    from eatnas_tf.search.evaluate import EvalRequest, evaluate  # noqa: PLC0415 (TF import)
+    from eatnas_tf.search.evaluate import EvalRequest, evaluate
 
     red = proxy_lib.apply(setting, arch, data, train)
     req = EvalRequest(arch=codec.to_json(red.arch), space=space.name, data=red.data,
@@ -199,7 +199,7 @@ def _fmt(v, spec=".3f"):
 
 
 def markdown(table: Dict[str, Any]) -> str:
-    from eatnas_tf.report.plots import human  # noqa: PLC0415
+    from eatnas_tf.report.plots import human
 
     m = table["rank_metric"]
     lines = [f"# EcoNAS proxy calibration: {len(table['archs'])} architectures, reference "
@@ -231,7 +231,7 @@ def markdown(table: Dict[str, Any]) -> str:
 
 
 def plot(table: Dict[str, Any], path: str) -> str:
-    from eatnas_tf.report import plots  # noqa: PLC0415
+    from eatnas_tf.report import plots
 
     m = table["rank_metric"]
     fig = plots._figure(6.4, 4.4)

@@ -132,7 +132,7 @@ class Policy:
 
     def __init__(self, aspace: A.ActionSpace, seed: int = 0, learning_rate: float = PAPER_LR,
                  entropy_weight: float = 0.0):
-        import keras  # noqa: PLC0415
+        import keras
 
         self.keras = keras
         self.aspace = aspace
@@ -193,7 +193,7 @@ class Policy:
 
     # -- network pieces -------------------------------------------------------------------
     def _net_embedding(self, token_batch: List[List[Tuple[int, ...]]]):
-        import tensorflow as tf  # noqa: PLC0415
+        import tensorflow as tf
 
         n = max(len(t) for t in token_batch)
         ids = np.zeros((len(token_batch), n, A.TOKEN_FIELDS), dtype=np.int32)
@@ -205,7 +205,7 @@ class Policy:
         return self.net_lstm(e, mask=tf.constant(mask))
 
     def _step(self, cell, h, prev_ids, slot, state):
-        import tensorflow as tf  # noqa: PLC0415
+        import tensorflow as tf
 
         b = int(h.shape[0])
         x = tf.concat([h, self.choice_emb(np.asarray(prev_ids, np.int32)),
@@ -214,7 +214,7 @@ class Policy:
         return out, state
 
     def _zero_state(self, b):
-        import tensorflow as tf  # noqa: PLC0415
+        import tensorflow as tf
 
         z = tf.zeros((b, ACTION_UNITS))
         return [z, z]
@@ -276,7 +276,7 @@ class Policy:
     # -- batched log-probabilities (teacher forcing) --------------------------------------
     def _forward(self, decisions: Sequence[Decision], training: bool = True):
         """Per decision: total log π(a|X) and total entropy of the decided distributions."""
-        import tensorflow as tf  # noqa: PLC0415
+        import tensorflow as tf
 
         B = len(decisions)
         h = self._net_embedding([d.tokens for d in decisions])
@@ -328,7 +328,7 @@ class Policy:
     def update(self, decisions: Sequence[Decision], advantages: Sequence[float],
                num_branches: int) -> Dict[str, float]:
         """One Adam step on `-1/N Σ log π(a|X) × advantage` (− entropy bonus)."""
-        import tensorflow as tf  # noqa: PLC0415
+        import tensorflow as tf
 
         adv = tf.constant(np.asarray(advantages, np.float32))
         variables = self.trainable_variables

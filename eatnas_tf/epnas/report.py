@@ -47,8 +47,8 @@ def _constraints(cfg: Dict[str, Any]):
 
 
 def candidate_rows(recs: List[Dict[str, Any]], cons) -> List[Dict[str, Any]]:
-    from eatnas_tf.arch import codec  # noqa: PLC0415
-    from eatnas_tf.arch import space as space_lib  # noqa: PLC0415
+    from eatnas_tf.arch import codec
+    from eatnas_tf.arch import space as space_lib
 
     out = []
     for r in recs:
@@ -109,11 +109,11 @@ def markdown(steps, cons, rows) -> str:
 
 
 def plot(steps, rows, cons, path: str) -> str:
-    import matplotlib  # noqa: PLC0415
+    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-    import matplotlib.ticker  # noqa: PLC0415, F401
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, axes = plt.subplots(3, 1, figsize=(8, 9), sharex=False)
     ax = axes[0]
@@ -178,7 +178,7 @@ def write(run_dir: str, out: str) -> Dict[str, Any]:
 
 
 def main(argv=None) -> int:
-    import argparse  # noqa: PLC0415
+    import argparse
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--run_dir", required=True)

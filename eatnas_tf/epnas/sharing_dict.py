@@ -34,7 +34,7 @@ records (architecture, accuracy, order), so a resumed search rebuilds it by repl
 child's inherited weights are assembled from the donors' weight files
 (`materialize`) into one file the evaluation inherits from.
 
-Compared with EAT-NAS' layer-wise inheritance (`model.sharing`, DESIGN.md §3): EAT copies
+Compared with EAT-NAS' layer-wise inheritance (`model.sharing`, docs/design.md §3): EAT copies
 from *one* parent, shares a layer only when op and kernel size both match, and never
 adapts a kernel's spatial size; the EPNAS dictionary draws each layer position from the
 most accurate model seen so far with that op, across all branches of the batch (a layer
@@ -249,7 +249,7 @@ class WeightsCache:
         self._cache: "OrderedDict[int, Weights]" = OrderedDict()
 
     def __call__(self, cid: int) -> Weights:
-        from eatnas_tf.model import weights_io  # noqa: PLC0415
+        from eatnas_tf.model import weights_io
 
         if cid in self._cache:
             self._cache.move_to_end(cid)

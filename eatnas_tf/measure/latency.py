@@ -3,7 +3,7 @@
 Measured with `ai_edge_litert.interpreter.Interpreter(model_path, num_threads=N)` and its
 default delegates (XNNPACK on CPU), which is what an app using LiteRT gets. The input is
 random data of the file's input dtype — latency does not depend on pixel values. On the
-project's x86 machines fp32 is often *faster* than int8 (DESIGN.md §5); phone (ARM)
+project's x86 machines fp32 is often *faster* than int8 (docs/design.md §5); phone (ARM)
 latency cannot be measured here, so report what is measured.
 
     >>> measure("model_fp32.tflite", num_threads=1)

@@ -76,7 +76,7 @@ def arch_and_macro(meta: Dict[str, Any]) -> Tuple[ArchSpec, MacroSpec]:
 
 def load(model_dir: str):
     """(keras model, meta dict)."""
-    import keras  # noqa: PLC0415
+    import keras
 
     meta = load_meta(model_dir)
     model = keras.models.load_model(os.path.join(model_dir, MODEL_FILE), compile=False)

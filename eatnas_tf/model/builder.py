@@ -1,4 +1,4 @@
-"""Keras functional models built from an encoding (DESIGN.md §2 "Layers").
+"""Keras functional models built from an encoding (docs/design.md §2 "Layers").
 
 One function builds every model of the search space, with Keras 3 by default or with
 `tf_keras` (pass `keras_module=tf_keras`, see `builder_tfkeras`) for quantization-aware
@@ -46,7 +46,7 @@ def build_model(arch: ArchSpec, macro: MacroSpec, *, keras_module=None, aux_head
       aux_head: add the auxiliary tower after block 5; the model then has two outputs
         `[logits, aux_logits]`.
       bn_momentum: 0.9 (official EAT-NAS) so a 1-epoch candidate has usable BN statistics;
-        Keras' default 0.99 leaves it at chance (DESIGN.md §5).
+        Keras' default 0.99 leaves it at chance (docs/design.md §5).
       bn_epsilon: BN epsilon (1e-3 as Keras MobileNetV2).
       dropout: dropout rate before the logits (0 = no layer).
       image_size: overrides `macro.image_size` (None keeps it; EcoNAS resolution proxies).
@@ -57,7 +57,7 @@ def build_model(arch: ArchSpec, macro: MacroSpec, *, keras_module=None, aux_head
       An uncompiled functional model named `name`.
     """
     if keras_module is None:
-        import keras as keras_module  # noqa: PLC0415 - keep `tf_keras` users free of Keras 3
+        import keras as keras_module  # keep `tf_keras` users free of Keras 3
     L = keras_module.layers
     size = image_size or macro.image_size
     if kernel_init not in KERNEL_INITS:

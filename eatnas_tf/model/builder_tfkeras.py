@@ -1,6 +1,6 @@
 """The same encoding built with `tf_keras` (Keras 2), for tfmot quantization-aware training.
 
-tfmot's `quantize_model` rejects Keras 3 models (DESIGN.md §5); building the same
+tfmot's `quantize_model` rejects Keras 3 models (docs/design.md §5); building the same
 architecture with `tf_keras` gives identical layer names and weight shapes, so weights
 copy layer by layer (`copy_weights`) and the copy quantizes.
 """
@@ -14,7 +14,7 @@ from eatnas_tf.model.builder import build_model
 
 
 def build_tf_keras_model(arch: ArchSpec, macro: MacroSpec, **kwargs):
-    import tf_keras  # noqa: PLC0415 - optional heavy import
+    import tf_keras  # optional heavy import
 
     return build_model(arch, macro, keras_module=tf_keras, **kwargs)
 

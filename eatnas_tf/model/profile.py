@@ -1,6 +1,6 @@
 """Mult-Adds of a built Keras model from TensorFlow's own profiler, to check the cost model.
 
-The profiler counts FLOPs per graph node; Mult-Adds (DESIGN.md §2) are FLOPs / 2 of the
+The profiler counts FLOPs per graph node; Mult-Adds (docs/design.md §2) are FLOPs / 2 of the
 Conv2D, DepthwiseConv2dNative and MatMul nodes (no BN, activation, bias or add).
 """
 
@@ -13,8 +13,8 @@ MADD_OPS = ("Conv2D", "DepthwiseConv2dNative", "MatMul")
 
 def profiler_flops_by_op(model, batch: int = 1) -> Dict[str, int]:
     """FLOPs per op type of `model`'s inference graph (frozen, batch `batch`)."""
-    import tensorflow as tf  # noqa: PLC0415
-    from tensorflow.python.framework.convert_to_constants import (  # noqa: PLC0415
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import (
         convert_variables_to_constants_v2)
 
     shape = [batch] + list(model.inputs[0].shape[1:])

@@ -1,6 +1,6 @@
 """The final report of a search run: `DIR/report.json`, `DIR/report.md` and `DIR/plots/`.
 
-`write_report` is the last step of a search (DESIGN.md §4 "Run directory"). It takes the
+`write_report` is the last step of a search (docs/design.md §4 "Run directory"). It takes the
 runner's summary dict, the candidate records (candidates.jsonl) and the per-step
 population history, draws the plots and writes:
 

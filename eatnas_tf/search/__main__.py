@@ -1,4 +1,4 @@
-"""Runs (or resumes) an architecture search in a run directory (DESIGN.md §4).
+"""Runs (or resumes) an architecture search in a run directory (docs/design.md §4).
 
     python -m eatnas_tf.search --run_dir=DIR --flagfile=flags/smoke.cfg [--strategy=eat|random]
     python -m eatnas_tf.search --run_dir=DIR --flagfile=flags/eat_cifar10_search.cfg

@@ -1,6 +1,6 @@
 """The search command's logic, shared by `python -m eatnas_tf.search` and `transfer`.
 
-Runs (or resumes) one search stage in a run directory (DESIGN.md §4).
+Runs (or resumes) one search stage in a run directory (docs/design.md §4).
 
     python -m eatnas_tf.search --run_dir=DIR --flagfile=flags/smoke.cfg [--strategy=eat|random]
     python -m eatnas_tf.search --run_dir=DIR --flagfile=flags/eat_cifar10_search.cfg
@@ -38,7 +38,7 @@ def data_notes(stage) -> dict:
     """What the report says about a user dataset: class names and the skipped bad files."""
     if not stage.data.user:
         return {}
-    from eatnas_tf.search.evaluate import cached_data  # noqa: PLC0415 - loads TensorFlow
+    from eatnas_tf.search.evaluate import cached_data  # loads TensorFlow
 
     bundle = cached_data(stage.data)
     return {"class_names": list(bundle.class_names), "bad_files": bundle.bad_files}
@@ -49,7 +49,7 @@ def run_search(exp: SearchExperiment, rt: RuntimeOptions, extra=None) -> dict:
     t0 = time.perf_counter()
     stage = exp.stage
     if rt.deterministic_ops:
-        import tensorflow as tf  # noqa: PLC0415
+        import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
     executor = make_executor(rt, exp.parallel)  # validated before anything is written

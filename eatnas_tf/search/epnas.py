@@ -174,7 +174,7 @@ class EPNAS(Strategy):
 
     def _latency_of(self, arch) -> float:
         if self._latency is None:
-            from eatnas_tf.epnas.latency import LatencyCache  # noqa: PLC0415
+            from eatnas_tf.epnas.latency import LatencyCache
 
             path = (os.path.join(self.context.cache_dir, "latency.json")
                     if self.context is not None and self.context.cache_dir else None)

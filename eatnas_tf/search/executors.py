@@ -47,13 +47,13 @@ EXECUTORS = ("local", "subprocess", "ray")
 
 def failed_result(req: "EvalRequest", reason: str) -> "EvalResult":
     """`search.evaluate.failed_result` (imported late: no TensorFlow at load time)."""
-    from eatnas_tf.search import evaluate  # noqa: PLC0415
+    from eatnas_tf.search import evaluate
 
     return evaluate.failed_result(req, reason)
 
 
 def _default_evaluate():
-    from eatnas_tf.search.evaluate import evaluate  # noqa: PLC0415
+    from eatnas_tf.search.evaluate import evaluate
 
     return evaluate
 
@@ -67,7 +67,7 @@ def safe_evaluate(fn: Optional[Callable], req: "EvalRequest", **kwargs) -> "Eval
 
 
 def _setup_tf(deterministic_ops: bool, threads: Optional[int]) -> None:
-    import tensorflow as tf  # noqa: PLC0415
+    import tensorflow as tf
 
     if deterministic_ops:
         tf.config.experimental.enable_op_determinism()
@@ -193,7 +193,7 @@ class _Worker:
 
 def _exit_reason(code: Optional[int]) -> str:
     if code is not None and code < 0:
-        import signal  # noqa: PLC0415
+        import signal
 
         try:
             return f"signal {signal.Signals(-code).name}"
@@ -220,7 +220,7 @@ class SubprocessExecutor:
                  deterministic_ops: bool = False, threads: Optional[int] = None,
                  gpus: Optional[Sequence[str]] = None, verbose: int = 0,
                  evaluate_fn: Optional[Callable] = None):
-        import multiprocessing  # noqa: PLC0415
+        import multiprocessing
 
         if workers < 1:
             raise ValueError(f"parallel: received {workers}; allowed values: >= 1")
@@ -335,9 +335,9 @@ def _ray_task(req, parent_weights, evaluate_fn, verbose: int, deterministic_ops:
               threads: Optional[int], ship_weights: bool):
     """Runs on a Ray worker: parent weights arrive as arrays (object store), trained weights
     go back as arrays; the driver writes them to the run directory."""
-    import dataclasses  # noqa: PLC0415
+    import dataclasses
 
-    from eatnas_tf.model import weights_io  # noqa: PLC0415
+    from eatnas_tf.model import weights_io
 
     _setup_tf(deterministic_ops, threads)
     tmp = None
@@ -379,7 +379,7 @@ class RayExecutor:
                  evaluate_fn: Optional[Callable] = None,
                  init_kwargs: Optional[Dict[str, Any]] = None):
         try:
-            import ray  # noqa: PLC0415
+            import ray
         except ImportError:
             raise ValueError("executor: ray is not installed; allowed values: local, "
                              "subprocess (or pip install ray)") from None
@@ -408,7 +408,7 @@ class RayExecutor:
 
     def run(self, requests: Sequence["EvalRequest"]) -> List["EvalResult"]:
         ray = self._ray
-        from eatnas_tf.model import weights_io  # noqa: PLC0415
+        from eatnas_tf.model import weights_io
 
         refs = []
         for req in requests:

@@ -88,7 +88,7 @@ def basic_seed_weights(run: RunDir, winner: Dict[str, Any], name: str = "basic_w
 def artifact_weights(model_dir: str, path: str) -> str:
     """Saves the weights of a model artifact (`model.artifact`) as a weights file."""
     if not os.path.exists(path):
-        import keras  # noqa: PLC0415
+        import keras
 
         model, _ = artifact.load(model_dir)
         weights = layer_weights.get(model)

@@ -8,7 +8,7 @@ worker death `CandidateRecord.failure`), every reader gets one back
     rec = dataclasses.replace(rec, id=3, stage="search", arch=text, hash=h)
     line = json.dumps(rec.to_json());  CandidateRecord.from_json(json.loads(line)) == rec
 
-The architecture is stored in its text form (DESIGN.md §2): the record is the run's
+The architecture is stored in its text form (docs/design.md §2): the record is the run's
 history, readable without the code; `spec(space)` turns it back into an `ArchSpec`.
 Keys of older files that this class does not know are kept in `extra` and written back
 unchanged, so old `candidates.jsonl` files still load and round-trip.

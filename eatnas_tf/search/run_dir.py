@@ -1,4 +1,4 @@
-"""The run directory of a search (DESIGN.md §4) and its crash-safe writes.
+"""The run directory of a search (docs/design.md §4) and its crash-safe writes.
 
     DIR/candidates.jsonl   one JSON object per evaluated candidate, appended and fsynced
                            (a kill -9 can only leave a partial last line, which is dropped

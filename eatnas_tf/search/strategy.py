@@ -283,7 +283,7 @@ def make_strategy(name: str, space: SearchSpace, config: SearchConfig, rng: rand
 
 def _load_builtin() -> None:
     # Imported lazily so strategy modules can import this one.
-    import importlib  # noqa: PLC0415
+    import importlib
 
     for module in ("evolution", "random_search", "econas", "epnas"):
         try:

@@ -35,7 +35,7 @@ class TrainConfig:
       label_smoothing: label smoothing of the cross-entropy (0 = off).
       aux_weight: weight of the auxiliary tower's loss (paper §4.1: 0.4) for two-output models.
       mixed_precision: "mixed_float16" policy (GPUs); the loss is scaled dynamically.
-      jit_compile: XLA-compile the train step (GPUs; 4× slower on this CPU, DESIGN.md §5).
+      jit_compile: XLA-compile the train step (GPUs; 4× slower on this CPU, docs/design.md §5).
       bn_recalibration_batches: before the final validation, recompute BN moving statistics
         as the average over this many un-augmented training batches (0 = off).
       steps_per_epoch: cap on steps per epoch (None = one full pass over the training set).

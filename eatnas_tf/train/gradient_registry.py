@@ -28,7 +28,7 @@ PREFIX = "CustomGradient-"
 
 
 def _registry() -> Optional[Dict[str, Any]]:
-    from tensorflow.python.framework import ops as tf_ops  # noqa: PLC0415 (private registry)
+    from tensorflow.python.framework import ops as tf_ops
 
     return getattr(getattr(tf_ops, "_gradient_registry", None), "_registry", None)
 

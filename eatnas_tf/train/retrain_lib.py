@@ -78,7 +78,7 @@ def retrain(arch: ArchSpec, space: SearchSpace, data_cfg: DataConfig, train_cfg:
     })
 
     # The exported model has no auxiliary tower: rebuild it and copy weights by layer name.
-    import keras  # noqa: PLC0415
+    import keras
 
     model = build_model(arch, macro, dropout=dropout)
     try:

@@ -13,7 +13,7 @@ checkpointed), validates, optionally tests, and returns a JSON-serialisable reco
 Details that matter for NAS:
   * Batch norm: candidates train for about one epoch, so BN moving statistics must be
     usable after a few dozen steps. The builder's BN momentum is 0.9 (Keras' default 0.99
-    leaves a 1-epoch candidate at chance, DESIGN.md §5); `bn_recalibration_batches > 0`
+    leaves a 1-epoch candidate at chance, docs/design.md §5); `bn_recalibration_batches > 0`
     additionally recomputes them from un-augmented training batches before validation.
   * Two-output models (`[logits, aux_logits]`, the auxiliary tower, paper §4.1) train on
     `loss + aux_weight · aux_loss`; accuracy and the reported losses come from the logits.
