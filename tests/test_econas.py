@@ -2,7 +2,6 @@
 the hierarchical proxy evolution (strategy alone, then end to end on digits), and
 promotion continuing from checkpoints (E then E more epochs == a straight 2E run)."""
 
-import json
 import os
 import random
 import re
@@ -16,11 +15,13 @@ from eatnas_tf.arch.cost import count
 from eatnas_tf.data.datasets import DataConfig
 from eatnas_tf.econas import calibration, rank
 from eatnas_tf.econas import proxy as proxy_lib
-from eatnas_tf.econas.proxy import PAPER_NAMES, PAPER_TABLE1, Proxy, reduce_value
 from eatnas_tf.econas.config import EcoNASConfig
+from eatnas_tf.econas.proxy import PAPER_NAMES, PAPER_TABLE1, Proxy, reduce_value
 from eatnas_tf.search.record import CandidateRecord
 from eatnas_tf.search.strategy import SearchConfig, make_strategy
 from eatnas_tf.train.config import TrainConfig
+
+import econas_fakes  # tests/econas_fakes.py: the runner stand-in
 
 PAPER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..",
                      "shared", "seeds", "004_174f69b4da9c6623.txt")
@@ -220,26 +221,7 @@ ECO = EcoNASConfig(epochs=2, mutations=3, promote1=2, promote2=1, cycles=2,
                           proxy="c2r0s0")
 
 
-def _drive(strategy, fail_ids=()):
-    """Plays the runner: fake accuracies from the arch hash, growing with epochs."""
-    out = []
-    while not strategy.finished():
-        p = strategy.propose()
-        if p is None:
-            break
-        h = codec.canonical_hash(p.arch)
-        cid = len(out)
-        acc = 0.3 + 0.5 * (int(h, 16) % 997) / 997 + 0.01 * (p.epochs or 0)
-        ok = cid not in fail_ids
-        rec = CandidateRecord(id=cid, arch=codec.to_text(p.arch), hash=h, origin=p.origin,
-                              status="ok" if ok else "failed", val_acc=acc if ok else None,
-                              score=acc if ok else None, epochs=p.epochs,
-                              continue_from=p.continue_from,
-                              resumed_from_epoch=(p.info.get("from_epochs") or 0),
-                              info=dict(p.info))
-        out.append(rec)
-        strategy.observe(rec)
-    return out
+_drive = econas_fakes.drive
 
 
 def _strategy(seed=0, **kw):
@@ -371,8 +353,8 @@ def test_promotion_continues_from_checkpoint(tmp_path, deterministic):
 
 
 def test_econas_search_end_to_end(tmp_path, deterministic):
-    from eatnas_tf.search.run_dir import RunDir
     from eatnas_tf.search.experiment import Stage
+    from eatnas_tf.search.run_dir import RunDir
     from eatnas_tf.search.runner import run_stage
 
     eco = EcoNASConfig(epochs=1, mutations=1, promote1=1, promote2=1, cycles=1,

@@ -21,6 +21,8 @@ from eatnas_tf.search.record import CandidateRecord
 from eatnas_tf.search.strategy import SearchConfig, make_strategy
 from eatnas_tf.train.config import TrainConfig
 
+import econas_fakes  # tests/econas_fakes.py: the runner stand-in
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS_DIR = os.path.join(ROOT, "flags")
 DIGITS = space_lib.get_space("digits")
@@ -39,26 +41,7 @@ def _flagfile(name):
 
 
 # -- 1. EcoNAS: dead models out of the sampling pools -------------------------------------------
-def _drive(strategy, fail_ids=()):
-    """Plays the runner: fake accuracies from the arch hash, growing with epochs."""
-    out = []
-    while not strategy.finished():
-        p = strategy.propose()
-        if p is None:
-            break
-        h = codec.canonical_hash(p.arch)
-        cid = len(out)
-        acc = 0.3 + 0.5 * (int(h, 16) % 997) / 997 + 0.01 * (p.epochs or 0)
-        ok = cid not in fail_ids
-        rec = CandidateRecord(id=cid, arch=codec.to_text(p.arch), hash=h, origin=p.origin,
-                              status="ok" if ok else "failed", val_acc=acc if ok else None,
-                              score=acc if ok else None, epochs=p.epochs,
-                              continue_from=p.continue_from,
-                              resumed_from_epoch=(p.info.get("from_epochs") or 0),
-                              info=dict(p.info))
-        out.append(rec)
-        strategy.observe(rec)
-    return out
+_drive = econas_fakes.drive
 
 
 def _econas(eco, population=6, topk=2, seed=0):
@@ -81,7 +64,7 @@ def test_econas_unpromoted_models_leave_the_pools_paper_arithmetic():
     # pool sizes after k cycles: P_E and P_2E empty, |P_3E|_k = N2 + min(topk, |P_3E|_k-1)
     rows = {h["cycle"]: h for h in s.history()}
     p3 = [0]
-    for k in range(1, C + 1):
+    for _ in range(1, C + 1):
         p3.append(N2 + min(topk, p3[-1]))
     assert [rows[k]["size_P1"] for k in range(C + 1)] == [N_init] + [0] * C
     assert [rows[k]["size_P2"] for k in range(C + 1)] == [0] * (C + 1)
@@ -234,8 +217,8 @@ def test_paper_imagenet_flagfile_transfers_no_weights():
     assert "notransfer_weights" in f and "transfer_weights" not in f
     assert "transfer_weights" in f["undefok"].split(",")  # the search binary reads it too
     # the last word on the flag in the file is "off"
-    lines = [l.strip() for l in open(os.path.join(FLAGS_DIR, "eat_imagenet_search.cfg"))
-             if re.match(r"--(no)?transfer_weights\b", l.strip())]
+    lines = [line.strip() for line in open(os.path.join(FLAGS_DIR, "eat_imagenet_search.cfg"))
+             if re.match(r"--(no)?transfer_weights\b", line.strip())]
     assert lines == ["--notransfer_weights"]
 
 
@@ -271,7 +254,7 @@ def test_two_stage_paper_commands_on_mock_data(tmp_path):
     out = _mock_binary("eatnas_tf.transfer", f"--run_dir={s2}", f"--from_run={s1}",
                        "--flagfile=flags/eat_imagenet_search.cfg",
                        f"--data_dir={tmp_path / 'tfds'}", "--resolution=32", *tiny, cwd=ROOT)
-    said = [l for l in out.splitlines() if l.startswith("from_run:")]
+    said = [line for line in out.splitlines() if line.startswith("from_run:")]
     assert len(said) == 1 and "no retrained winner" in said[0] and "topk" not in said[0]
     r2 = json.load(open(os.path.join(s2, "report.json")))
     assert r2["basic_source"] == "topk[0]" and r2["basic_arch"] == r1["topk"][0]["arch"]
@@ -279,7 +262,7 @@ def test_two_stage_paper_commands_on_mock_data(tmp_path):
     assert r2["space"] == "imagenet"
     # architecture only: no basic-model weights written, no offspring inherits any
     assert not os.path.exists(os.path.join(s2, "basic_weights.npz"))
-    recs = [json.loads(l) for l in open(os.path.join(s2, "candidates.jsonl"))]
+    recs = [json.loads(line) for line in open(os.path.join(s2, "candidates.jsonl"))]
     assert recs and all(r["status"] == "ok" for r in recs)
     assert all(not r.get("parent_weights") for r in recs)
     assert recs[0]["origin"] == "offspring"
@@ -372,7 +355,7 @@ def test_quality_exponents_are_their_own_flags():
     assert want != pytest.approx(objective.population_quality(accs, 0.01, 0.0, 0.0).quality)
 
 
-# -- 2b. EcoNAS reduced resolution: pad and crop at full size, then resize --------------------------
+# -- 2b. EcoNAS reduced resolution: pad and crop at full size, then resize -------------------------
 def test_reduced_resolution_crops_at_full_size_then_resizes():
     import tensorflow as tf
 

@@ -26,7 +26,6 @@ Every phase resumes where it stopped when the same command runs again.
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from typing import Any, Callable, Dict, Optional, Tuple
 
@@ -244,21 +243,27 @@ def run(cfg: PipelineConfig, run_dir: str, *, allow_change: bool = False, verbos
         eta = budget.eta_text()
         say(f"{line} | {eta}" if eta else line)
 
+    def search_and_retrain(stage, phase, retrain, retrain_phase, what):
+        """One stage's search, then the retraining of its top-k within their budget shares."""
+        with budget.phase(phase) as ph:
+            result = runner.run_stage(run, stage, verbose=verbose, progress=progress,
+                                      deadline=ph.deadline if ph else None)
+        k = stage.config.topk
+        with budget.phase(retrain_phase) as ph:
+            data, train = retrain
+            epochs = _epochs_within(result.records, ph.seconds if ph else None,
+                                    data.max_train_examples or p.num_train, k, train.epochs)
+            say(f"== {stage.name}: retrain top-{k} for {epochs} epochs -> {what}")
+            rows = pipeline.retrain_topk(run, result, data, train.replace(epochs=epochs), k,
+                                         verbose=1)
+        return result, rows
+
     s1 = p.stage1
     say(f"== stage 1: EAT evolution on the small task ({s1.space.macro.image_size} px, "
         f"{s1.data.max_train_examples} images, space {s1.space.name})"
         + (f", time budget {cfg.time_budget_s:.0f} s" if cfg.time_budget_s else ""))
-    with budget.phase("stage1_search") as ph:
-        r1_stage = runner.run_stage(run, s1, verbose=verbose, progress=progress,
-                                    deadline=ph.deadline if ph else None)
-    k1 = s1.config.topk
-    with budget.phase("stage1_retrain") as ph:
-        data, train = p.stage1_retrain
-        epochs = _epochs_within(r1_stage.records, ph.seconds if ph else None,
-                                data.max_train_examples or p.num_train, k1, train.epochs)
-        say(f"== stage 1: retrain top-{k1} for {epochs} epochs -> basic model")
-        r1 = pipeline.retrain_topk(run, r1_stage, data, train.replace(epochs=epochs), k1,
-                                   verbose=1)
+    r1_stage, r1 = search_and_retrain(s1, "stage1_search", p.stage1_retrain, "stage1_retrain",
+                                      "the basic model")
     basic = pipeline.pick_winner(r1)
     say(f"basic model: {basic['arch']} val_acc {basic['val_acc']:.4f}")
 
@@ -267,18 +272,7 @@ def run(cfg: PipelineConfig, run_dir: str, *, allow_change: bool = False, verbos
         p.stage2.config, seed_archs=(basic["arch"],), seed_weights=seed_weights))
     say(f"== stage 2: elastic transfer to the full task ({s2.space.macro.image_size} px, "
         f"{s2.data.max_train_examples} images), seeded with offspring of the basic model")
-    with budget.phase("stage2_search") as ph:
-        r2_stage = runner.run_stage(run, s2, verbose=verbose, progress=progress,
-                                    deadline=ph.deadline if ph else None)
-    k2 = s2.config.topk
-    with budget.phase("retrain") as ph:
-        data, train = p.retrain
-        n_final = data.max_train_examples or p.num_train
-        epochs = _epochs_within(r2_stage.records, ph.seconds if ph else None, n_final, k2,
-                                train.epochs)
-        say(f"== retrain top-{k2} of stage 2 for {epochs} epochs")
-        r2 = pipeline.retrain_topk(run, r2_stage, data, train.replace(epochs=epochs), k2,
-                                   verbose=1)
+    r2_stage, r2 = search_and_retrain(s2, "stage2_search", p.retrain, "retrain", "the winner")
     winner = pipeline.pick_winner(r2)
 
     bundle = cached_data(cfg.data)
