@@ -78,11 +78,12 @@ def run_one(space_name, n, fmt, a, work):
         print(f"{space_name} {fmt}: {len(table)} layers, {len(whole)} models", flush=True)
     samples = [(x, macro, whole[codec.to_text(x)]) for x in fit_archs]
     out = {}
-    for name, per_layer in (("offset", False), ("offset_per_layer", True)):
-        fit = pred.fit(samples, per_layer=per_layer)
+    for name, per_layer, scale in (("offset", False, False), ("offset_per_layer", True, False),
+                                   ("scale_offset", False, True)):
+        fit = pred.fit(samples, per_layer=per_layer, scale=scale)
         p = [pred.predict_ms(x, macro) for x in archs]
         m = [whole[codec.to_text(x)] for x in archs]
-        out[name] = dict(_metrics(p, m), constant_ms=fit["constant_ms"],
+        out[name] = dict(_metrics(p, m), constant_ms=fit["constant_ms"], scale=fit["scale"],
                          per_layer_ms=fit["per_layer_ms"],
                          fit_residuals_ms=fit["residuals_ms"])
     raw = [pred.layer_sum_ms(x, macro)[0] for x in archs]

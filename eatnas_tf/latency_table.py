@@ -26,7 +26,8 @@ from eatnas_tf import cli
 cli.quiet_import_tensorflow()  # before the library: keeps usage errors one line
 
 from eatnas_tf.arch import space as space_lib  # noqa: E402
-from eatnas_tf.latency import measure as measure_lib, signature as sig_lib  # noqa: E402
+from eatnas_tf.latency import measure as measure_lib  # noqa: E402
+from eatnas_tf.latency import signature as sig_lib
 from eatnas_tf.latency.predictor import Predictor, measure_models  # noqa: E402
 from eatnas_tf.latency.table import LatencyTable  # noqa: E402
 
@@ -45,6 +46,8 @@ _LIMIT = flags.DEFINE_integer("limit", None, "Measure at most this many new laye
 _COUNT_ONLY = flags.DEFINE_bool("count_only", False, "Print the layer counts and exit.")
 _PER_LAYER = flags.DEFINE_bool("per_layer_fit", False,
                                "Also fit a per-layer term (least squares on [1, layers]).")
+_SCALE = flags.DEFINE_bool("scale_fit", False, "Fit a factor on the layer sum and an offset "
+                           "(least squares on [sum, 1]) instead of the offset alone.")
 _BENCH = flags.DEFINE_string("benchmark_binary", "/data/local/tmp/benchmark_model",
                              "LiteRT benchmark_model on the adb device.")
 
@@ -112,7 +115,7 @@ def main(argv):
             archs = [space.sample(rng) for _ in range(_FIT.value)]
             pred = Predictor(table)
             pred.fit(measure_models(archs, space.macro, table.fmt, timer),
-                     per_layer=_PER_LAYER.value)
+                     per_layer=_PER_LAYER.value, scale=_SCALE.value)
     except ValueError as e:  # bad device / binary output: one line
         raise cli.UsageError(str(e)) from None
     finally:
@@ -121,8 +124,9 @@ def main(argv):
                     "device": table.device, "entries": len(table), "measured": table.measured,
                     "complete": complete, "build_s": round(build_s, 1),
                     "bytes": os.path.getsize(table.path), "fit": table.fit and {
-                        k: table.fit[k] for k in ("constant_ms", "per_layer_ms", "n_models",
-                                                  "residuals_ms", "median_abs_pct_error")}})
+                        k: table.fit.get(k) for k in ("constant_ms", "scale", "per_layer_ms",
+                                                      "n_models", "residuals_ms",
+                                                      "median_abs_pct_error")}})
     print(json.dumps(summary))
 
 

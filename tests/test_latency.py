@@ -231,7 +231,7 @@ def test_fake_adb_path(tmp_path, monkeypatch):
 
 
 def file_name(sig):
-    from eatnas_tf.latency.table import file_name as fn  # noqa: PLC0415
+    from eatnas_tf.latency.table import file_name as fn
     return fn(sig)
 
 
@@ -284,3 +284,20 @@ def test_space_layers_cover_samples():
         rng = random.Random(0)
         for _ in range(30):
             assert all(s.key in keys for s in S.arch_layers(space.sample(rng), space.macro))
+
+
+def test_scale_fit_recovers_factor_and_offset():
+    """fit(scale=True): least squares on [sum, 1] recovers measured = k * sum + c."""
+    space = space_lib.get_space("digits")
+    rng = random.Random(1)
+    archs = [space.sample(rng) for _ in range(4)]
+    t = LatencyTable("fp32", 1, timer=CountingTimer(), build_layer=lambda sig, fmt: b"x")
+    for a in archs:
+        for s in S.arch_layers(a, space.macro):
+            t.entries.setdefault(s.key, 0.01 + 0.001 * len(t.entries))
+    p = Predictor(t, measure_missing=False)
+    samples = [(a, space.macro, 0.5 * p.layer_sum_ms(a, space.macro)[0] + 0.1) for a in archs]
+    fit = p.fit(samples, scale=True)
+    assert fit["scale"] == pytest.approx(0.5, abs=1e-3)
+    assert fit["constant_ms"] == pytest.approx(0.1, abs=1e-3)
+    assert p.predict_ms(archs[0], space.macro) == pytest.approx(samples[0][2], abs=1e-3)

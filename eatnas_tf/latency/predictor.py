@@ -7,10 +7,12 @@
 The constant is fitted once per table from a few whole models (`fit`), by least squares
 on the offset alone (`constant_ms` = mean of measured − summed), which absorbs what the
 layer models do not share with the whole model (one interpreter invoke and input copy
-instead of one per layer). `fit(..., per_layer=True)` also fits a per-layer term
-(`per_layer_ms`, least squares on [1, layers]): each single-layer model carries its own
-invoke overhead, which a whole model pays once. The fit, the models and their residuals
-are stored in `table.fit`.
+instead of one per layer). `fit(..., scale=True)` also fits a factor on the sum (least
+squares on [sum, 1]): layer medians and a whole model's timing need not share a scale
+(cache reuse across layers, preemption on a loaded host). `fit(..., per_layer=True)` also
+fits a per-layer term (`per_layer_ms`, least squares on [1, layers]): each single-layer
+model carries its own invoke overhead, which a whole model pays once. The fit, the models
+and their residuals are stored in `table.fit`.
 """
 
 from __future__ import annotations
@@ -39,6 +41,10 @@ class Predictor:
         return float((self.table.fit or {}).get("constant_ms", 0.0))
 
     @property
+    def scale(self) -> float:
+        return float((self.table.fit or {}).get("scale", 1.0))
+
+    @property
     def per_layer_ms(self) -> float:
         return float((self.table.fit or {}).get("per_layer_ms", 0.0))
 
@@ -53,12 +59,12 @@ class Predictor:
     def predict_ms(self, arch: ArchSpec, macro: MacroSpec) -> float:
         """Sum of the layers' entries + fitted constant (+ per-layer term if fitted)."""
         total, n = self.layer_sum_ms(arch, macro)
-        return total + self.constant_ms + self.per_layer_ms * n
+        return self.scale * total + self.constant_ms + self.per_layer_ms * n
 
     __call__ = predict_ms
 
     def fit(self, samples: Sequence[Tuple[ArchSpec, MacroSpec, float]],
-            per_layer: bool = False) -> Dict:
+            per_layer: bool = False, scale: bool = False) -> Dict:
         """Fits the constant from `(arch, macro, measured_ms)` whole-model samples and
         stores it (with the residuals) in `table.fit`; returns the fit."""
         if not samples:
@@ -70,16 +76,23 @@ class Predictor:
             counts.append(n)
             measured.append(float(ms))
         sums_a, counts_a, y = np.array(sums), np.array(counts, float), np.array(measured)
-        if per_layer and len(samples) >= 3 and np.ptp(counts_a) > 0:
+        k = 1.0
+        if scale and len(samples) >= 2 and np.ptp(sums_a) > 0:
+            a = np.stack([sums_a, np.ones_like(sums_a)], axis=1)
+            (k, c), *_ = np.linalg.lstsq(a, y, rcond=None)
+            o = 0.0
+        elif per_layer and len(samples) >= 3 and np.ptp(counts_a) > 0:
             a = np.stack([np.ones_like(counts_a), counts_a], axis=1)
             (c, o), *_ = np.linalg.lstsq(a, y - sums_a, rcond=None)
         else:
             c, o = float(np.mean(y - sums_a)), 0.0
-        pred = sums_a + c + o * counts_a
+        pred = k * sums_a + c + o * counts_a
         resid = y - pred
         self.table.fit = {
             "constant_ms": round(float(c), 5), "per_layer_ms": round(float(o), 5),
-            "method": "least squares on [1, layers]" if o else "least squares on the offset",
+            "scale": round(float(k), 5),
+            "method": ("least squares on [sum, 1]" if k != 1.0 else
+                       "least squares on [1, layers]" if o else "least squares on the offset"),
             "n_models": len(samples),
             "models": [{"arch": codec.to_text(a), "image_size": m.image_size,
                         "measured_ms": round(float(ms), 5), "layer_sum_ms": round(float(s), 5),
