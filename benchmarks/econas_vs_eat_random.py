@@ -12,7 +12,7 @@ val_acc (EcoNAS' is measured on its reduced models) and the winner's test accura
     python benchmarks/econas_vs_eat_random.py [--out_dir=runs/bench_econas] [--econas_cycles=2] [--retrain_epochs=2]
 
 Run directories are kept (a rerun resumes them: nothing is trained twice).
-"""
+"""  # noqa: E501 - the usage line is a command to copy whole
 
 import argparse
 import json
@@ -41,7 +41,9 @@ def econas_candidate_epochs(flagfile, cycles=None):
 
 
 def summarize(run_dir):
-    recs = [json.loads(l) for l in open(os.path.join(run_dir, "candidates.jsonl")) if l.strip()]
+    recs = [
+        json.loads(line) for line in open(os.path.join(run_dir, "candidates.jsonl")) if line.strip()
+    ]
     report = json.load(open(os.path.join(run_dir, "report.json")))
     ok = [r for r in recs if r.get("status") == "ok"]
     # a promotion record's `epochs` is the total it reached; it trained only the new ones
@@ -67,7 +69,9 @@ def main():
     ap.add_argument("--econas_cycles", type=int, default=2,
                     help="EcoNAS cycles C (the flagfile's value when 0); sets the budget")
     ap.add_argument("--strategies", nargs="+", default=["econas", "eat", "random"])
-    ap.add_argument("--out", default=os.path.join(ROOT, "benchmarks/results/econas_vs_eat_random.json"))
+    ap.add_argument(
+        "--out", default=os.path.join(ROOT, "benchmarks/results/econas_vs_eat_random.json")
+    )
     a = ap.parse_args()
     budget = econas_candidate_epochs(a.flagfile, a.econas_cycles)
     common = [f"--flagfile={a.flagfile}", f"--seed={a.seed}", f"--topk={a.topk}",
@@ -79,7 +83,9 @@ def main():
     rows = {}
     for name in a.strategies:
         run_dir = os.path.join(a.out_dir, name)
-        cmd = [sys.executable, "-m", "eatnas_tf.search", f"--run_dir={run_dir}"] + common + per[name]
+        cmd = (
+            [sys.executable, "-m", "eatnas_tf.search", f"--run_dir={run_dir}"] + common + per[name]
+        )
         print(f"== {name}: {' '.join(cmd[2:])}", flush=True)
         subprocess.run(cmd, cwd=ROOT, check=True)
         rows[name] = summarize(os.path.join(ROOT, run_dir))
@@ -92,10 +98,19 @@ def main():
               f"{r['winner_test_acc'] or 0:>11.4f}")
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     with open(a.out, "w") as f:
-        json.dump({"budget_candidate_epochs": budget, "econas_cycles": a.econas_cycles, "seed": a.seed, "flagfile":
-                   os.path.relpath(a.flagfile, ROOT), "retrain_epochs": a.retrain_epochs,
-                   "retrain_max_train_examples": a.retrain_max_train_examples, "strategies": rows},
-                  f, indent=2)
+        json.dump(
+            {
+                "budget_candidate_epochs": budget,
+                "econas_cycles": a.econas_cycles,
+                "seed": a.seed,
+                "flagfile": os.path.relpath(a.flagfile, ROOT),
+                "retrain_epochs": a.retrain_epochs,
+                "retrain_max_train_examples": a.retrain_max_train_examples,
+                "strategies": rows,
+            },
+            f,
+            indent=2,
+        )
 
 
 if __name__ == "__main__":

@@ -151,8 +151,8 @@ def _table(name, formats, threads, acc=None):
         gm = f["graph_madds"]["madds"] if isinstance(f["graph_madds"], dict) else f["graph_madds"]
         row = f"{fmt:6} {f['size_bytes'] / 1024:10.1f} {f['size_ratio_vs_fp32']:6.3f} {gm:13,}"
         for t in threads:
-            l = f["latency"][str(t)]
-            row += f" {l['median_ms']:9.3f} / {l['p90_ms']:7.3f}"
+            lat_t = f["latency"][str(t)]
+            row += f" {lat_t['median_ms']:9.3f} / {lat_t['p90_ms']:7.3f}"
         if acc:
             row += f" {100 * f['accuracy']:7.2f} {f['accuracy_drop_pts']:8.2f}"
         lines.append(row)
@@ -180,9 +180,14 @@ def main(argv):
                      f"{m['madds']:,} MAdds", m["formats"], threads))
         for fmt in ("int8", "qat"):
             f, b = m["formats"][fmt], m["formats"]["fp32"]
-            print(f"{fmt} vs fp32 speed-up: " + ", ".join(
-                f"{t} thr {b['latency'][str(t)]['median_ms'] / f['latency'][str(t)]['median_ms']:.2f}×"
-                for t in threads))
+            print(
+                f"{fmt} vs fp32 speed-up: "
+                + ", ".join(
+                    f"{t} thr "
+                    f"{b['latency'][str(t)]['median_ms'] / f['latency'][str(t)]['median_ms']:.2f}×"
+                    for t in threads
+                )
+            )
     if _OUT.value:
         os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
         with open(_OUT.value, "w") as f:

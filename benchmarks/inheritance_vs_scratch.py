@@ -20,7 +20,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from eatnas_tf.arch import codec, space as space_lib  # noqa: E402
+from eatnas_tf.arch import codec  # noqa: E402
+from eatnas_tf.arch import space as space_lib  # noqa: E402
 from eatnas_tf.data.datasets import DataConfig  # noqa: E402
 from eatnas_tf.search import offspring  # noqa: E402
 from eatnas_tf.search.evaluate import EvalRequest, evaluate  # noqa: E402

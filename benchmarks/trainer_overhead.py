@@ -22,8 +22,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import keras  # noqa: E402
 
-from eatnas_tf.arch import codec, space as space_lib  # noqa: E402
-from eatnas_tf.data import datasets as D, idx  # noqa: E402
+from eatnas_tf.arch import codec  # noqa: E402
+from eatnas_tf.arch import space as space_lib  # noqa: E402
+from eatnas_tf.data import datasets as D  # noqa: E402
+from eatnas_tf.data import idx  # noqa: E402
 from eatnas_tf.model.builder import build_model  # noqa: E402
 from eatnas_tf.train import trainer as T  # noqa: E402
 from eatnas_tf.train.config import TrainConfig  # noqa: E402
@@ -84,7 +86,9 @@ def main():
                                     TrainConfig(learning_rate=lr), return_weights=False).record)
             else:
                 bares.append(bare_fit(arch, sp.macro, data, lr))
-    ratios = sorted(t["images_per_s_steady"] / b["images_per_s_steady"] for t, b in zip(runs, bares))
+    ratios = sorted(
+        t["images_per_s_steady"] / b["images_per_s_steady"] for t, b in zip(runs, bares)
+    )
     trained = sorted(runs, key=lambda t: t["wall_s"])[len(runs) // 2]
     bare = sorted(bares, key=lambda b: b["images_per_s_steady"])[len(bares) // 2]
     overhead_s = trained["build_s"] + trained["tracing_s"] + trained["clear_s"]
@@ -103,9 +107,11 @@ def main():
         "bare_first_step_s": bare["first_step_s"], "bare_build_compile_s": bare["build_s"],
     }
     print(json.dumps(out, indent=2))
-    print(f"trainer / bare fit images/s (after first step, median of {len(ratios)} pairs): "
-          f"{out['throughput_ratio_steady']:.3f}"
-          f" (target >= 0.95); whole epoch incl. tracing: {out['throughput_ratio_whole_epoch']:.3f}")
+    print(
+        f"trainer / bare fit images/s (after first step, median of {len(ratios)} pairs): "
+        f"{out['throughput_ratio_steady']:.3f}"
+        f" (target >= 0.95); whole epoch incl. tracing: {out['throughput_ratio_whole_epoch']:.3f}"
+    )
     print(f"per-candidate overhead (build+compile {out['build_compile_s']:.2f}s, tracing "
           f"{out['first_step_tracing_s']:.2f}s, clear {out['clear_s']:.2f}s) = "
           f"{100 * out['overhead_fraction']:.1f}% of a {out['candidate_wall_s']:.1f}s 1-epoch "

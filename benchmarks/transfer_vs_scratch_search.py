@@ -9,7 +9,7 @@ the scratch search needs to reach the seeded one's best (if it does). Stage 1's 
 price of the seed) is printed next to it.
 
     python benchmarks/transfer_vs_scratch_search.py --run_dir=runs/demo [--work_dir=runs/bench_scratch_s2]
-"""
+"""  # noqa: E501 - the usage line is a command to copy whole
 
 import argparse
 import json
@@ -34,7 +34,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run_dir", default="runs/demo")
     ap.add_argument("--work_dir", default="runs/bench_scratch_stage2")
-    ap.add_argument("--out", default=os.path.join(ROOT, "benchmarks/results/transfer_vs_scratch_search.json"))
+    ap.add_argument(
+        "--out", default=os.path.join(ROOT, "benchmarks/results/transfer_vs_scratch_search.json")
+    )
     a = ap.parse_args()
     if not os.path.exists(os.path.join(a.run_dir, "report.json")):
         sys.exit(f"run_dir: no finished demo run in {a.run_dir!r} (run `make demo` first)")

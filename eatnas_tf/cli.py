@@ -37,8 +37,8 @@ def quiet_import_tensorflow() -> None:
         os.dup2(tmp.fileno(), 2)
         ok = False
         try:
-            import tensorflow  # noqa: F401
             import keras  # noqa: F401 - initialises the devices (cuInit probe)
+            import tensorflow  # noqa: F401
 
             ok = True
         finally:

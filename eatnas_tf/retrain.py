@@ -16,7 +16,8 @@ from absl import flags
 from eatnas_tf import cli
 
 cli.quiet_import_tensorflow()  # before the library: keeps usage errors one line
-from eatnas_tf.arch import codec, space as space_lib
+from eatnas_tf.arch import codec
+from eatnas_tf.arch import space as space_lib
 from eatnas_tf.train import flags as train_flags
 from eatnas_tf.train import retrain_lib
 

@@ -20,9 +20,8 @@ from absl import flags
 from eatnas_tf import cli
 
 cli.quiet_import_tensorflow()  # before the library: keeps usage errors one line
-from eatnas_tf.search import app
+from eatnas_tf.search import app, pipeline
 from eatnas_tf.search import flags as search_flags
-from eatnas_tf.search import pipeline
 
 _FROM_RUN = flags.DEFINE_string("from_run", None, "Finished stage-1 run dir (report.json + "
                                 "winner/) whose winner is the basic model.")

@@ -6,7 +6,8 @@ import random
 
 import pytest
 
-from eatnas_tf.arch import codec, registry, space as space_lib
+from eatnas_tf.arch import codec, registry
+from eatnas_tf.arch import space as space_lib
 from eatnas_tf.arch.spec import ArchSpec, BlockSpec, InvalidArchitectureError
 
 MBV2 = registry.MOBILENET_V2_TEXT

@@ -9,7 +9,9 @@ import sys
 import keras
 import pytest
 
-from eatnas_tf.arch import codec, cost as cost_lib, registry, space as space_lib
+from eatnas_tf.arch import codec, registry
+from eatnas_tf.arch import cost as cost_lib
+from eatnas_tf.arch import space as space_lib
 from eatnas_tf.model.builder import build_model
 from eatnas_tf.model.profile import profiler_madds
 
@@ -86,7 +88,7 @@ def test_projection_shortcut_and_aux_head():
         keras.backend.clear_session()
     m = build_model(archs[0], s.macro, aux_head=True)
     assert [tuple(o.shape) for o in m.outputs] == [(None, 10), (None, 10)]
-    assert "aux_logits" in [l.name for l in m.layers]
+    assert "aux_logits" in [layer.name for layer in m.layers]
 
 
 def test_any_input_size_and_classes():
@@ -102,16 +104,18 @@ def test_any_input_size_and_classes():
 def test_layer_names_deterministic_and_positional():
     s = space_lib.get_space("fashion_mnist")
     a = s.sample(random.Random(5))
-    names1 = [l.name for l in build_model(a, s.macro).layers]
+    names1 = [layer.name for layer in build_model(a, s.macro).layers]
     keras.backend.clear_session()
-    names2 = [l.name for l in build_model(a, s.macro).layers]
+    names2 = [layer.name for layer in build_model(a, s.macro).layers]
     assert names1 == names2
     assert "block1_layer1_dw" in names1 and "stem_conv" in names1 and "logits" in names1
     # deepening block 2 leaves the names of block 5 unchanged
     deeper = a.with_block(1, a.blocks[1].__class__(a.blocks[1].op, a.blocks[1].kernel,
                                                       a.blocks[1].skip, a.blocks[1].width, 4))
-    names3 = [l.name for l in build_model(deeper, s.macro).layers]
-    assert {n for n in names1 if n.startswith("block5")} == {n for n in names3 if n.startswith("block5")}
+    names3 = [layer.name for layer in build_model(deeper, s.macro).layers]
+    assert {n for n in names1 if n.startswith("block5")} == {
+        n for n in names3 if n.startswith("block5")
+    }
     keras.backend.clear_session()
 
 
@@ -122,8 +126,8 @@ def test_tf_keras_build_matches():
     a = s.sample(random.Random(6))
     k3 = build_model(a, s.macro, aux_head=True)
     k2 = build_tf_keras_model(a, s.macro, aux_head=True)
-    w3 = {l.name: [w.shape for w in l.get_weights()] for l in k3.layers}
-    w2 = {l.name: [w.shape for w in l.get_weights()] for l in k2.layers}
+    w3 = {layer.name: [w.shape for w in layer.get_weights()] for layer in k3.layers}
+    w2 = {layer.name: [w.shape for w in layer.get_weights()] for layer in k2.layers}
     assert w3 == w2
     assert copy_weights(k3, k2) == sum(1 for v in w3.values() if v)
     keras.backend.clear_session()

@@ -6,6 +6,7 @@ import os
 import random
 import re
 
+import econas_fakes  # tests/econas_fakes.py: the runner stand-in
 import numpy as np
 import pytest
 
@@ -20,8 +21,6 @@ from eatnas_tf.econas.proxy import PAPER_NAMES, PAPER_TABLE1, Proxy, reduce_valu
 from eatnas_tf.search.record import CandidateRecord
 from eatnas_tf.search.strategy import SearchConfig, make_strategy
 from eatnas_tf.train.config import TrainConfig
-
-import econas_fakes  # tests/econas_fakes.py: the runner stand-in
 
 PAPER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..",
                      "shared", "seeds", "004_174f69b4da9c6623.txt")

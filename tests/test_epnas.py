@@ -14,8 +14,8 @@ from eatnas_tf.arch import codec
 from eatnas_tf.arch import space as space_lib
 from eatnas_tf.epnas import actions as A
 from eatnas_tf.epnas import config as epnas_config
-from eatnas_tf.epnas import flags as epnas_flags
 from eatnas_tf.epnas import constraints as C
+from eatnas_tf.epnas import flags as epnas_flags
 from eatnas_tf.epnas import sharing_dict as SD
 
 DIGITS = space_lib.get_space("digits")
@@ -213,7 +213,7 @@ def _model_weights(arch, macro):
     from eatnas_tf.model.builder import build_model
 
     m = build_model(arch, macro)
-    return m, {l.name: l.get_weights() for l in m.layers if l.weights}
+    return m, {layer.name: layer.get_weights() for layer in m.layers if layer.weights}
 
 
 def test_dictionary_reuses_weights_across_candidates():
@@ -259,7 +259,9 @@ def test_dictionary_reuses_weights_across_candidates():
     assert d.cids() == [2]
     # closest dimensions are chosen among variants of a key
     key, sig = key_sig[3]
-    d.entries[key][sig[:1] + (sig[1] + 50,) + sig[2:]] = SD.Entry(7, 0.99, sig[:1] + (sig[1] + 50,) + sig[2:])
+    d.entries[key][sig[:1] + (sig[1] + 50,) + sig[2:]] = SD.Entry(
+        7, 0.99, sig[:1] + (sig[1] + 50,) + sig[2:]
+    )
     assert d.lookup(key, sig).cid == 2
 
 
@@ -268,9 +270,9 @@ def test_epnas_search_end_to_end_on_digits_and_replay(tmp_path):
     from eatnas_tf.data.datasets import DataConfig
     from eatnas_tf.search import epnas as epnas_strategy
     from eatnas_tf.search import runner
-    from eatnas_tf.search.run_dir import RunDir
     from eatnas_tf.search.experiment import Stage
     from eatnas_tf.search.record import CandidateRecord
+    from eatnas_tf.search.run_dir import RunDir
     from eatnas_tf.search.strategy import SearchConfig
     from eatnas_tf.train.config import TrainConfig
 
@@ -343,7 +345,9 @@ def test_propose_batch_stays_within_a_step_and_matches_sequential():
     seq, _, s1 = run(1)
     par, sizes, s2 = run(2)
     assert seq == par and sizes == [2, 1, 2, 1] and len(seq) == 6
-    assert [h["satisfied_frac"] for h in s1.history()] == [h["satisfied_frac"] for h in s2.history()]
+    assert [h["satisfied_frac"] for h in s1.history()] == [
+        h["satisfied_frac"] for h in s2.history()
+    ]
     assert s1.policy.fingerprint() == s2.policy.fingerprint()
 
 

@@ -10,7 +10,6 @@ import random
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 import pytest
@@ -21,9 +20,9 @@ from eatnas_tf.arch.cost import count
 from eatnas_tf.data.datasets import DataConfig
 from eatnas_tf.search import executors
 from eatnas_tf.search.evaluate import EvalResult, evaluate
-from eatnas_tf.search.run_dir import RunDir
 from eatnas_tf.search.experiment import Stage
 from eatnas_tf.search.record import CandidateRecord
+from eatnas_tf.search.run_dir import RunDir
 from eatnas_tf.search.runner import run_stage
 from eatnas_tf.search.strategy import SearchConfig
 from eatnas_tf.train.config import TrainConfig
@@ -248,14 +247,14 @@ def _cli(*args, **kw):
 def _lines(run_dir):
     try:
         with open(os.path.join(run_dir, "candidates.jsonl")) as f:
-            return sum(1 for l in f if l.endswith("\n"))
+            return sum(1 for line in f if line.endswith("\n"))
     except FileNotFoundError:
         return 0
 
 
 def _records(run_dir):
     with open(os.path.join(run_dir, "candidates.jsonl")) as f:
-        return [json.loads(l) for l in f]
+        return [json.loads(line) for line in f]
 
 
 @pytest.mark.slow
@@ -272,7 +271,10 @@ def test_kill9_subprocess_search_resumes_to_same_candidates(tmp_path):
     for _ in range(3):
         p = _cli(f"--run_dir={d}", *flags_)
         target = _lines(d) + rng.randint(0, 2)
-        executors.wait_until(lambda: _lines(d) >= target or p.poll() is not None, 600, 0.2)
+        # B023: wait_until calls the lambda now, in this iteration
+        executors.wait_until(
+            lambda: _lines(d) >= target or p.poll() is not None, 600, 0.2  # noqa: B023
+        )
         time.sleep(rng.uniform(0.0, 4.0))
         if p.poll() is None:
             os.killpg(p.pid, signal.SIGKILL)  # the search and its workers, as a crash would
@@ -427,8 +429,14 @@ def test_run_dir_that_is_a_file_is_a_clean_error(tmp_path, module):
     path = tmp_path / "a_file"
     path.write_text("keep me")
     flagfile = "flags/smoke.cfg" if module.endswith("search") else "flags/demo.cfg"
-    p = subprocess.run([sys.executable, "-m", module, f"--run_dir={path}", f"--flagfile={flagfile}"],
-                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [sys.executable, "-m", module, f"--run_dir={path}", f"--flagfile={flagfile}"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     lines = p.stderr.strip().splitlines()
     assert p.returncode == 2 and len(lines) == 1 and "run_dir" in lines[0], p.stderr[-2000:]
     assert path.read_text() == "keep me"

@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 
+import econas_fakes  # tests/econas_fakes.py: the runner stand-in
 import numpy as np
 import pytest
 
@@ -20,8 +21,6 @@ from eatnas_tf.econas.config import EcoNASConfig
 from eatnas_tf.search.record import CandidateRecord
 from eatnas_tf.search.strategy import SearchConfig, make_strategy
 from eatnas_tf.train.config import TrainConfig
-
-import econas_fakes  # tests/econas_fakes.py: the runner stand-in
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS_DIR = os.path.join(ROOT, "flags")

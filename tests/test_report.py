@@ -11,7 +11,8 @@ import sys
 
 import pytest
 
-from eatnas_tf.arch import codec, space as space_lib
+from eatnas_tf.arch import codec
+from eatnas_tf.arch import space as space_lib
 from eatnas_tf.report import pareto, plots, search_report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -165,13 +166,15 @@ class TestPlots:
 
     def test_headless_and_pyplot_free(self, tmp_path):
         """Import and draw with no display and no backend configured; pyplot never loads."""
-        code = ("import sys, random\n"
-                "from eatnas_tf.report import search_report, plots\n"
-                "assert 'matplotlib' not in sys.modules\n"
-                "from eatnas_tf.arch import space\n"
-                "s = space.get_space('digits')\n"
-                f"plots.draw_arch(s.sample(random.Random(0)), s.macro, {str(tmp_path / 'd.png')!r})\n"
-                "assert 'matplotlib.pyplot' not in sys.modules\n")
+        code = (
+            "import sys, random\n"
+            "from eatnas_tf.report import search_report, plots\n"
+            "assert 'matplotlib' not in sys.modules\n"
+            "from eatnas_tf.arch import space\n"
+            "s = space.get_space('digits')\n"
+            f"plots.draw_arch(s.sample(random.Random(0)), s.macro, {str(tmp_path / 'd.png')!r})\n"
+            "assert 'matplotlib.pyplot' not in sys.modules\n"
+        )
         env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "MPLBACKEND")}
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
@@ -205,7 +208,9 @@ class TestWriteReport:
         ref = tmp_path / "ref"
         ref.write_text("")  # written files honour the umask like any other file
         for name in ("report.json", "report.md", "plots/pareto.png"):
-            assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == stat.S_IMODE(ref.stat().st_mode)
+            assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == stat.S_IMODE(
+                ref.stat().st_mode
+            )
         for rel in data["plots"].values():
             _assert_png(str(tmp_path / rel))
         md = (tmp_path / "report.md").read_text()

@@ -8,7 +8,8 @@ import sys
 import pytest
 from absl import flags
 
-from eatnas_tf.arch import codec, space as space_lib
+from eatnas_tf.arch import codec
+from eatnas_tf.arch import space as space_lib
 from eatnas_tf.arch.cost import count
 from eatnas_tf.data.datasets import DataConfig
 from eatnas_tf.model import artifact
@@ -74,12 +75,25 @@ def _flagfile(name):
 def test_paper_flagfiles_hold_the_paper_values():
     f = _flagfile("train_cifar10_search.inc.cfg")
     d, t = train_flags.data_config_from_flags(f), train_flags.train_config_from_flags(f)
-    assert (d.dataset, d.val_fraction, d.augment, d.batch_size) == ("cifar10", 0.2, ("crop", "flip"), 128)
+    assert (d.dataset, d.val_fraction, d.augment, d.batch_size) == (
+        "cifar10",
+        0.2,
+        ("crop", "flip"),
+        128,
+    )
     assert (t.epochs, t.learning_rate, t.lr_schedule, t.momentum, t.weight_decay) == (
         1, 0.0256, "constant", 0.9, 3e-4)
     f = _flagfile("eat_cifar10_retrain.cfg")
-    d, t = train_flags.data_config_from_flags(f, split="final"), train_flags.train_config_from_flags(f)
-    assert (t.epochs, d.batch_size, t.learning_rate, t.lr_schedule) == (630, 96, 0.0125, "cosine_restarts")
+    d, t = (
+        train_flags.data_config_from_flags(f, split="final"),
+        train_flags.train_config_from_flags(f),
+    )
+    assert (t.epochs, d.batch_size, t.learning_rate, t.lr_schedule) == (
+        630,
+        96,
+        0.0125,
+        "cosine_restarts",
+    )
     assert "cutout" in d.augment and d.cutout_length == 16 and f.aux_head and t.aux_weight == 0.4
     assert f.dropout == 0.0 and d.val_fraction == 0.0
     f = _flagfile("train_imagenet_search.inc.cfg")
@@ -87,7 +101,10 @@ def test_paper_flagfiles_hold_the_paper_values():
     assert (d.dataset, d.batch_size, t.learning_rate) == ("imagenet2012", 128, 0.05)
     assert d.augment == ("random_resized_crop", "flip")
     f = _flagfile("eat_imagenet_retrain.cfg")
-    d, t = train_flags.data_config_from_flags(f, split="final"), train_flags.train_config_from_flags(f)
+    d, t = (
+        train_flags.data_config_from_flags(f, split="final"),
+        train_flags.train_config_from_flags(f),
+    )
     assert (t.epochs, t.momentum, t.weight_decay, t.learning_rate) == (200, 0.9, 4e-5, 0.1)
     assert (t.lr_schedule, t.lr_end) == ("polynomial", 1e-4)
     assert set(d.augment) == {"scale", "flip", "color"} and d.plain_last_epochs == 20

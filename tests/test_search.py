@@ -8,10 +8,11 @@ import random
 
 import pytest
 
-from eatnas_tf.arch import codec, space as space_lib
+from eatnas_tf.arch import codec
+from eatnas_tf.arch import space as space_lib
 from eatnas_tf.search import objective, offspring
-from eatnas_tf.search.run_dir import RunDir, RunDirError
 from eatnas_tf.search.record import CandidateRecord
+from eatnas_tf.search.run_dir import RunDir, RunDirError
 from eatnas_tf.search.strategy import SearchConfig, make_strategy
 
 SPACES = ("cifar10", "imagenet", "fashion_mnist", "fashion_mnist_14", "digits")
@@ -90,7 +91,11 @@ def _fake_record(cid, proposal, space, acc_fn):
 
 
 def _acc(arch):
-    return 0.5 + 0.02 * sum(b.depth for b in arch.blocks) / 7 + 0.01 * sum(b.kernel for b in arch.blocks) / 7
+    return (
+        0.5
+        + 0.02 * sum(b.depth for b in arch.blocks) / 7
+        + 0.01 * sum(b.kernel for b in arch.blocks) / 7
+    )
 
 
 def _drive(strategy, space, n=None, acc_fn=_acc):
@@ -206,7 +211,7 @@ def test_run_dir_partial_line_dropped_and_state_fallback(tmp_path, capsys):
     assert again.candidates()[1]["x"] == 0.1 + 0.2  # floats round-trip exactly
     assert "partial" in capsys.readouterr().err
     again.append({"id": 2})
-    assert [json.loads(l)["id"] for l in open(run.file("candidates.jsonl"))] == [0, 1, 2]
+    assert [json.loads(line)["id"] for line in open(run.file("candidates.jsonl"))] == [0, 1, 2]
 
     run.write_state({"n": 1})
     run.write_state({"n": 2})
@@ -245,7 +250,10 @@ def test_pick_winner_by_validation_then_earlier_id():
     rows = [{"id": 3, "val_acc": 0.9, "test_acc": 0.5}, {"id": 1, "val_acc": 0.9, "test_acc": 0.4},
             {"id": 2, "val_acc": 0.8, "test_acc": 0.99}]
     assert pipeline.pick_winner(rows)["id"] == 1  # test accuracy never picks
-    rows = [{"id": 3, "val_acc": None, "test_acc": 0.5}, {"id": 1, "val_acc": None, "test_acc": 0.4}]
+    rows = [
+        {"id": 3, "val_acc": None, "test_acc": 0.5},
+        {"id": 1, "val_acc": None, "test_acc": 0.4},
+    ]
     assert pipeline.pick_winner(rows)["id"] == 3  # no validation part: test accuracy
     with pytest.raises(ValueError):
         pipeline.pick_winner([])

@@ -24,7 +24,7 @@ def _run(module, *args, check=True):
 
 def _records(run_dir):
     with open(os.path.join(run_dir, "candidates.jsonl")) as f:
-        return [json.loads(l) for l in f]
+        return [json.loads(line) for line in f]
 
 
 def _essential(records):

@@ -10,8 +10,8 @@ import keras
 import numpy as np
 import pytest
 
-from eatnas_tf.arch.spec import ArchSpec, BlockSpec
 from eatnas_tf.arch.space import get_space
+from eatnas_tf.arch.spec import ArchSpec, BlockSpec
 from eatnas_tf.model import layer_weights, sharing, weights_io
 from eatnas_tf.model.builder import build_model
 
@@ -36,8 +36,8 @@ def build(a):
 
 
 def snapshot(model):
-    return {l.name: [np.array(w) for w in l.get_weights()] for l in model.layers
-            if l.get_weights()}
+    return {layer.name: [np.array(w) for w in layer.get_weights()] for layer in model.layers
+            if layer.get_weights()}
 
 
 def random_parent(a, seed=0):
@@ -285,7 +285,7 @@ def test_layer_weights_get_and_assign_by_name():
     a = arch()
     model, want = random_parent(a, seed=4)
     got = layer_weights.get(model)
-    flat = {l.name for l in model._flatten_layers(include_self=False) if l.weights}
+    flat = {layer.name for layer in model._flatten_layers(include_self=False) if layer.weights}
     assert set(got) == set(want) == flat
     for name, ws in want.items():
         assert len(got[name]) == len(ws)

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from eatnas_tf.arch import codec, space as space_lib
+from eatnas_tf.arch import codec
+from eatnas_tf.arch import space as space_lib
 from eatnas_tf.data import datasets as D
 from eatnas_tf.data import idx
 from eatnas_tf.model.builder import build_model
@@ -261,7 +262,7 @@ def test_mirrored_strategy_on_two_logical_cpus_gives_the_same_record_shape():
                PYTHONPATH=ROOT)
     out = subprocess.run([sys.executable, "-c", _MIRRORED, TINY], capture_output=True, text=True,
                          env=env, timeout=300, cwd=ROOT)
-    line = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")]
+    line = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
     assert line, out.stderr[-3000:]
     got = json.loads(line[0][len("RESULT "):])
     assert got["strategy"] == "MirroredStrategy"

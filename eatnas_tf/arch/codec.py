@@ -20,7 +20,7 @@ import hashlib
 import json
 import os
 import re
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Sequence
 
 from eatnas_tf.arch.spec import (
     BLOCK_FIELDS,
@@ -255,7 +255,9 @@ def from_mnasnet(strings: Sequence[str], **defaults) -> ArchSpec:
         r, k, _, _, e, i_ch, o_ch, noskip = m.groups()
         e, i_ch, o_ch = int(e), int(i_ch), int(o_ch)
         if e not in _EXP_TO_OP:
-            raise InvalidArchitectureError(f"{where}expansion: received {e}; allowed values: 1, 3, 6")
+            raise InvalidArchitectureError(
+                f"{where}expansion: received {e}; allowed values: 1, 3, 6"
+            )
         if i_ch != prev:
             raise InvalidArchitectureError(
                 f"{where}input filters: received {i_ch}; expected {prev} (previous output)")

@@ -41,16 +41,21 @@ class MacroSpec:
 
     def __post_init__(self):
         object.__setattr__(self, "block_strides", tuple(self.block_strides))
-        if len(self.block_strides) != NUM_BLOCKS or any(s not in (1, 2) for s in self.block_strides):
+        if len(self.block_strides) != NUM_BLOCKS or any(
+            s not in (1, 2) for s in self.block_strides
+        ):
             raise InvalidArchitectureError(
-                f"block_strides: received {self.block_strides}; allowed values: 7 strides of 1 or 2")
+                f"block_strides: received {self.block_strides}; allowed values: 7 strides of 1 or 2"
+            )
         if self.stem_stride not in (1, 2):
             raise InvalidArchitectureError(
                 f"stem_stride: received {self.stem_stride}; allowed values: 1, 2")
         for f in ("image_size", "in_channels", "num_classes"):
             v = getattr(self, f)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise InvalidArchitectureError(f"{f}: received {v!r}; allowed values: a positive integer")
+                raise InvalidArchitectureError(
+                    f"{f}: received {v!r}; allowed values: a positive integer"
+                )
 
     def with_(self, **kw) -> "MacroSpec":
         return dataclasses.replace(self, **kw)
@@ -91,11 +96,15 @@ def count(arch: ArchSpec, macro: MacroSpec) -> Cost:
     p = 9 * cin * stem + _BN * stem
     m = h * h * 9 * cin * stem
     act = macro.image_size ** 2 * cin + 2 * h * h * stem  # read input, write conv, BN/act
-    blocks: List[Dict[str, int]] = [{"block": 0, "params": p, "madds": m, "channels": stem, "size": h}]
+    blocks: List[Dict[str, int]] = [
+        {"block": 0, "params": p, "madds": m, "channels": stem, "size": h}
+    ]
     params, madds, acts = p, m, act
     wbytes = 9 * cin * stem
     cin = stem
-    for bi, (b, cout, stride) in enumerate(zip(arch.blocks, arch.block_channels(), macro.block_strides)):
+    for bi, (b, cout, stride) in enumerate(
+        zip(arch.blocks, arch.block_channels(), macro.block_strides)
+    ):
         bp = bm = ba = bw = 0
         k2 = b.kernel * b.kernel
         for li in range(b.depth):
@@ -126,7 +135,9 @@ def count(arch: ArchSpec, macro: MacroSpec) -> Cost:
         cin = cout
     hp = cin * arch.head + _BN * arch.head + arch.head * macro.num_classes + macro.num_classes
     hm = h * h * cin * arch.head + arch.head * macro.num_classes
-    blocks.append({"block": NUM_BLOCKS + 1, "params": hp, "madds": hm, "channels": arch.head, "size": 1})
+    blocks.append(
+        {"block": NUM_BLOCKS + 1, "params": hp, "madds": hm, "channels": arch.head, "size": 1}
+    )
     params, madds = params + hp, madds + hm
     acts += h * h * (cin + arch.head) + arch.head + macro.num_classes
     wbytes += cin * arch.head + arch.head * macro.num_classes

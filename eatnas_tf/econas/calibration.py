@@ -136,7 +136,9 @@ def calibrate(run_dir: str, space: SearchSpace, archs: Sequence[ArchSpec], refer
             done[k] = rec
             new += 1
             if progress:
-                acc = f"{rec['val_acc']:.4f}" if rec["status"] == "ok" else f"FAILED {rec['reason']}"
+                acc = (
+                    f"{rec['val_acc']:.4f}" if rec["status"] == "ok" else f"FAILED {rec['reason']}"
+                )
                 progress(f"[calibrate] {len(done)}/{total} {setting} arch {i:02d} val_acc "
                          f"{acc} madds {rec.get('madds')} {rec['wall_s']:.1f}s")
     table = summarise(settings, archs, done, min_rho=min_rho, rank_metric=rank_metric,
@@ -202,16 +204,20 @@ def markdown(table: Dict[str, Any]) -> str:
     from eatnas_tf.report.plots import human
 
     m = table["rank_metric"]
-    lines = [f"# EcoNAS proxy calibration: {len(table['archs'])} architectures, reference "
-             f"`{table['reference']}`", "",
-             f"Rank correlation of each proxy's validation accuracies with the reference's; "
-             f"cost = MAdds × training samples × epochs summed over the architectures "
-             f"(speed-up = reference cost / proxy cost). Tolerant ρ: EcoNAS A2 with "
-             f"b = {table['tolerance']:.4g}. Top kept: reference top-{max(1, len(table['archs']) // 5)}"
-             f" models within the proxy's top-{max(1, 3 * len(table['archs']) // 10)}.", "",
-             "| setting | image | train samples | epochs | cost | speed-up | wall s | mean val acc "
-             "| Spearman ρ | Kendall τ | tolerant ρ | top kept | archs |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# EcoNAS proxy calibration: {len(table['archs'])} architectures, reference "
+        f"`{table['reference']}`",
+        "",
+        f"Rank correlation of each proxy's validation accuracies with the reference's; "
+        f"cost = MAdds × training samples × epochs summed over the architectures "
+        f"(speed-up = reference cost / proxy cost). Tolerant ρ: EcoNAS A2 with "
+        f"b = {table['tolerance']:.4g}. Top kept: reference top-{max(1, len(table['archs']) // 5)}"
+        f" models within the proxy's top-{max(1, 3 * len(table['archs']) // 10)}.",
+        "",
+        "| setting | image | train samples | epochs | cost | speed-up | wall s | mean val acc "
+        "| Spearman ρ | Kendall τ | tolerant ρ | top kept | archs |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in table["rows"]:
         name = f"`{r['setting']}`" + (" (reference)" if r["reference"] else "") + (
             " **recommended**" if r["setting"] == table["recommended"] else "")
@@ -219,8 +225,10 @@ def markdown(table: Dict[str, Any]) -> str:
             f"| {name} | {r['image_size'] or '–'} | {r['num_train'] or '–'} | {r['epochs'] or '–'} "
             f"| {human(r['cost'])} | {_fmt(r['speedup'], '.1f')}× | {_fmt(r['wall_s'], '.0f')} "
             f"| {_fmt(r['mean_val_acc'], '.4f')} | {_fmt(r['spearman'])} | {_fmt(r['kendall'])} "
-            f"| {_fmt(r['tolerant_spearman'])} | {r['top_retained'] if r['top_retained'] is not None else '–'} "
-            f"| {r['archs']}{' (' + str(r['failed']) + ' failed)' if r['failed'] else ''} |")
+            f"| {_fmt(r['tolerant_spearman'])} "
+            f"| {r['top_retained'] if r['top_retained'] is not None else '–'} "
+            f"| {r['archs']}{' (' + str(r['failed']) + ' failed)' if r['failed'] else ''} |"
+        )
     rec = table["recommended"]
     lines += ["", (f"Recommended: **`{rec}`**, the cheapest proxy with {m} ≥ {table['min_rho']}."
                    if rec else f"No proxy reaches {m} ≥ {table['min_rho']}.")]

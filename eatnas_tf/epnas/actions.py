@@ -169,7 +169,11 @@ class ActionSpace:
             return None
         b = arch.blocks[bi]
         if kind == 2:
-            nb = dataclasses.replace(b, depth=b.depth - 1) if b.depth - 1 in self.space.depths else None
+            nb = (
+                dataclasses.replace(b, depth=b.depth - 1)
+                if b.depth - 1 in self.space.depths
+                else None
+            )
         else:
             if op < 0 or skip < 0 or spec_lib.OPS[op] not in self.space.ops:
                 return None

@@ -60,7 +60,9 @@ class EpnasConfig:
         for name in ("branches", "steps", "episodes", "policy_updates", "predict_epochs",
                      "dict_per_key", "latency_threads", "latency_runs"):
             if getattr(self, name) < 1:
-                raise ValueError(f"epnas_{name}: received {getattr(self, name)}; allowed values: >= 1")
+                raise ValueError(
+                    f"epnas_{name}: received {getattr(self, name)}; allowed values: >= 1"
+                )
         if not self.policy_lr > 0 or not self.predict_lr > 0:
             raise ValueError("epnas learning rates: allowed values: > 0")
         if not 0 <= self.baseline_decay < 1:

@@ -51,7 +51,12 @@ PAPER_LR = 0.0006    # "Adam optimizer with a learning rate of 0.0006"
 INIT_SCALE = 0.1     # "weights initialized uniformly in [-0.1, 0.1]"
 
 # Decision slots: 7 scale parts, then kind, place, op, skip.
-SLOT_KIND, SLOT_PLACE, SLOT_OP, SLOT_SKIP = A.NUM_PARTS, A.NUM_PARTS + 1, A.NUM_PARTS + 2, A.NUM_PARTS + 3
+SLOT_KIND, SLOT_PLACE, SLOT_OP, SLOT_SKIP = (
+    A.NUM_PARTS,
+    A.NUM_PARTS + 1,
+    A.NUM_PARTS + 2,
+    A.NUM_PARTS + 3,
+)
 NUM_SLOTS = A.NUM_PARTS + 4
 _NEG = -1e9
 
@@ -85,7 +90,9 @@ class MovingAverageBaseline:
 
     def update(self, t: int, mean_return: float) -> None:
         b = self.values.get(t)
-        self.values[t] = mean_return if b is None else self.decay * b + (1 - self.decay) * mean_return
+        self.values[t] = (
+            mean_return if b is None else self.decay * b + (1 - self.decay) * mean_return
+        )
 
     def state(self) -> Dict[str, Any]:
         return {"decay": self.decay, "values": {str(k): v for k, v in self.values.items()}}
@@ -183,7 +190,7 @@ class Policy:
 
     @property
     def trainable_variables(self):
-        return [v for l in self.layers for v in l.trainable_weights]
+        return [v for layer in self.layers for v in layer.trainable_weights]
 
     def get_weights(self) -> List[np.ndarray]:
         return [np.array(v.numpy()) for v in self.trainable_variables]
@@ -258,20 +265,30 @@ class Policy:
         place = op = skip = -1
         pmask = omask = smask = None
         if kind:
-            out, state = self._step(self.insert_cell, h, [self._prev("kind", kind)], SLOT_PLACE, state)
+            out, state = self._step(
+                self.insert_cell, h, [self._prev("kind", kind)], SLOT_PLACE, state
+            )
             pmask = asp.place_mask(cur, kind)
             place = pick(self.heads["place"](out), pmask)
             if kind == 1:
-                out, state = self._step(self.insert_cell, h, [self._prev("place", place)], SLOT_OP, state)
+                out, state = self._step(
+                    self.insert_cell, h, [self._prev("place", place)], SLOT_OP, state
+                )
                 omask = asp.op_mask(cur, kind, place)
                 op = pick(self.heads["op"](out), omask)
-                out, state = self._step(self.insert_cell, h, [self._prev("op", op)], SLOT_SKIP, state)
+                out, state = self._step(
+                    self.insert_cell, h, [self._prev("op", op)], SLOT_SKIP, state
+                )
                 smask = asp.skip_mask(cur, kind, place, op)
                 skip = pick(self.heads["skip"](out), smask)
         action = A.Action(tuple(scale), kind, place, op, skip)
         child = asp.apply_insert(cur, kind, place, op, skip)
         assert child is not None, "masked action left the space"
-        return action, Decision(tokens, action, scale_masks, kmask, pmask, omask, smask, logp), child
+        return (
+            action,
+            Decision(tokens, action, scale_masks, kmask, pmask, omask, smask, logp),
+            child,
+        )
 
     # -- batched log-probabilities (teacher forcing) --------------------------------------
     def _forward(self, decisions: Sequence[Decision], training: bool = True):

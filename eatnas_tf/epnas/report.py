@@ -42,7 +42,9 @@ def _constraints(cfg: Dict[str, Any]):
                 for s in specs]
         return cons, settings
     flags = cfg.get("flags", cfg)
-    cons = C.parse_constraints(flags.get("constraint") or [], flags.get("constraint_penalty", C.PAPER_P))
+    cons = C.parse_constraints(
+        flags.get("constraint") or [], flags.get("constraint_penalty", C.PAPER_P)
+    )
     return cons, flags
 
 
@@ -78,7 +80,9 @@ def step_rows(rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     for r in rows:
         groups.setdefault((r["episode"], r["step"]), []).append(r)
     out = []
-    for i, (key, g) in enumerate(sorted(groups.items(), key=lambda kv: min(r["id"] for r in kv[1]))):
+    for i, (key, g) in enumerate(
+        sorted(groups.items(), key=lambda kv: min(r["id"] for r in kv[1]))
+    ):
         accs = [r["val_acc"] for r in g if r["val_acc"] is not None]
         out.append({"step": i, "episode": key[0], "t": key[1], "candidates": len(g),
                     "satisfied": sum(r["satisfied"] for r in g),
@@ -92,9 +96,13 @@ def step_rows(rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
 
 
 def markdown(steps, cons, rows) -> str:
-    lines = [f"Constraints: {', '.join(str(c) for c in cons)} (p = {cons[0].p if cons else '-'})",
-             "", "| step | episode | t | candidates | inside constraints | mean reward | max reward "
-             "| mean val_acc | median MAdds |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Constraints: {', '.join(str(c) for c in cons)} (p = {cons[0].p if cons else '-'})",
+        "",
+        "| step | episode | t | candidates | inside constraints | mean reward | max reward "
+        "| mean val_acc | median MAdds |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for s in steps:
         lines.append(f"| {s['step']} | {s['episode']} | {s['t']} | {s['candidates']} | "
                      f"{s['satisfied']}/{s['candidates']} ({100 * s['satisfied_frac']:.0f}%) | "
@@ -149,8 +157,13 @@ def plot(steps, rows, cons, path: str) -> str:
     ax.scatter(ids, vals, c=["tab:green" if r["satisfied"] else "tab:red" for r in rows], s=14)
     if cons:
         c = cons[0]
-        ax.axhspan(c.lower or 0, c.upper or max(v for v in vals if v), color="tab:green", alpha=0.12,
-                   label=f"window {c}")
+        ax.axhspan(
+            c.lower or 0,
+            c.upper or max(v for v in vals if v),
+            color="tab:green",
+            alpha=0.12,
+            label=f"window {c}",
+        )
         ax.legend(fontsize=8)
     ax.set_yscale("log")
     ax.set_ylabel(metric)

@@ -223,7 +223,8 @@ def tensor_shapes(arch: ArchSpec, macro: MacroSpec) -> Dict[str, List[Tuple[int,
             continue
         k, c_in, hid, cout, _ = g.signature
         bi, li = (int(v) for v in g.key[0][1:].split("l"))
-        n = lambda part, suffix="": N.layer_name(bi, li, part, suffix)  # noqa: E731
+        # B023: n is called in this iteration only
+        n = lambda part, suffix="": N.layer_name(bi, li, part, suffix)  # noqa: E731, B023
         if g.key[1] != "sep":
             out[n(N.EXPAND)] = [(1, 1, c_in, hid)]
             out[n(N.EXPAND, "bn")] = bn(hid)

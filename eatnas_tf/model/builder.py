@@ -99,8 +99,8 @@ def build_model(arch: ArchSpec, macro: MacroSpec, *, keras_module=None, aux_head
             s = stride if li == 1 else 1
             c_in = cin if li == 1 else cout
 
-            def n(part, suffix=""):
-                return N.layer_name(bi, li, part, suffix)
+            def n(part, suffix=""):  # B023: called in this iteration only
+                return N.layer_name(bi, li, part, suffix)  # noqa: B023
 
             inp = x
             if block.op == "sep":

@@ -29,7 +29,9 @@ def get(model) -> Weights:
             for layer in model.layers if layer.weights}
 
 
-def assign(model, weights: Mapping[str, Sequence[np.ndarray]], *, strict: bool = False) -> List[str]:
+def assign(
+    model, weights: Mapping[str, Sequence[np.ndarray]], *, strict: bool = False
+) -> List[str]:
     """Sets the weights of every layer of `model` whose name is in `weights`
     (`layer.set_weights`, so shapes must match exactly); returns the names set, in layer order.
 
@@ -41,9 +43,9 @@ def assign(model, weights: Mapping[str, Sequence[np.ndarray]], *, strict: bool =
       ValueError: `strict` and a name is missing in `model`, or a shape mismatch
         (from `set_weights`).
     """
-    layers = [l for l in model.layers if l.weights]
+    layers = [layer for layer in model.layers if layer.weights]
     if strict:
-        names = {l.name for l in layers}
+        names = {layer.name for layer in layers}
         missing = [n for n in weights if n not in names]
         if missing:
             more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""

@@ -14,8 +14,7 @@ MADD_OPS = ("Conv2D", "DepthwiseConv2dNative", "MatMul")
 def profiler_flops_by_op(model, batch: int = 1) -> Dict[str, int]:
     """FLOPs per op type of `model`'s inference graph (frozen, batch `batch`)."""
     import tensorflow as tf
-    from tensorflow.python.framework.convert_to_constants import (
-        convert_variables_to_constants_v2)
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
     shape = [batch] + list(model.inputs[0].shape[1:])
     fn = tf.function(lambda x: model(x, training=False))

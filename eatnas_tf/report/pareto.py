@@ -35,7 +35,12 @@ def _value(p: Mapping[str, Any], key: str) -> Optional[float]:
 def dominates(a: Mapping[str, Any], b: Mapping[str, Any], maximize: str = "acc",
               minimize: str = "madds") -> bool:
     """True when `a` is no worse than `b` on both objectives and strictly better on one."""
-    aa, ac, ba, bc = _value(a, maximize), _value(a, minimize), _value(b, maximize), _value(b, minimize)
+    aa, ac, ba, bc = (
+        _value(a, maximize),
+        _value(a, minimize),
+        _value(b, maximize),
+        _value(b, minimize),
+    )
     if None in (aa, ac, ba, bc):
         return False
     return aa >= ba and ac <= bc and (aa > ba or ac < bc)

@@ -365,7 +365,7 @@ def draw_arch(arch: ArchSpec, macro: cost_lib.MacroSpec, path: str, title: Optio
                              boxstyle="round,pad=0,rounding_size=0.08",
                              facecolor=it["colour"], edgecolor="#333333", linewidth=0.9)
         ax.add_patch(box)
-        text = "\n".join(l for l in it["lines"] if l)
+        text = "\n".join(line for line in it["lines"] if line)
         ax.text(i, 0, text, ha="center", va="center", fontsize=fs,
                 color=_text_colour(it["colour"]), rotation=90 if per_layer else 0,
                 fontweight="bold" if it.get("block") else "normal", linespacing=1.25)
@@ -376,10 +376,18 @@ def draw_arch(arch: ArchSpec, macro: cost_lib.MacroSpec, path: str, title: Optio
                                          arrowstyle="-|>", mutation_scale=8, lw=0.9,
                                          color="#555555", shrinkA=0, shrinkB=0))
         if it["skip"]:
-            ax.add_patch(FancyArrowPatch((i - width / 2 + 0.06, h / 2), (i + width / 2 - 0.06, h / 2),
-                                         connectionstyle="arc3,rad=-0.55", arrowstyle="-|>",
-                                         mutation_scale=7, lw=1.1, color="#222222",
-                                         linestyle="-" if it["skip"] == "identity" else "--"))
+            ax.add_patch(
+                FancyArrowPatch(
+                    (i - width / 2 + 0.06, h / 2),
+                    (i + width / 2 - 0.06, h / 2),
+                    connectionstyle="arc3,rad=-0.55",
+                    arrowstyle="-|>",
+                    mutation_scale=7,
+                    lw=1.1,
+                    color="#222222",
+                    linestyle="-" if it["skip"] == "identity" else "--",
+                )
+            )
     # Block labels over the boxes; per layer, a bracket spans the block's layers.
     spans: Dict[int, List[int]] = {}
     for i, it in enumerate(items):
@@ -402,7 +410,9 @@ def draw_arch(arch: ArchSpec, macro: cost_lib.MacroSpec, path: str, title: Optio
                       label=f"kernel {k}×{k}") for k in sorted(KERNEL_TINT)]
     handles.append(Line2D([], [], color="#222222", lw=1.1, label="identity shortcut"))
     if arch.shortcut == "projection":
-        handles.append(Line2D([], [], color="#222222", lw=1.1, ls="--", label="projection shortcut"))
+        handles.append(
+            Line2D([], [], color="#222222", lw=1.1, ls="--", label="projection shortcut")
+        )
     fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=8,
                frameon=False, handlelength=1.4, columnspacing=1.2)
     return _save(fig, path)

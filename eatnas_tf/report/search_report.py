@@ -179,7 +179,8 @@ def make_plots(run_dir: str, report: Mapping[str, Any], candidates: Sequence[Map
     space_name = _winner_space(report)
     if winner and winner.get("arch") and space_name:
         def draw_winner(p):
-            from eatnas_tf.arch import codec, space as space_lib
+            from eatnas_tf.arch import codec
+            from eatnas_tf.arch import space as space_lib
 
             space = space_lib.get_space(space_name)
             arch = codec.parse_arch(winner["arch"], **space.arch_defaults())

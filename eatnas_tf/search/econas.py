@@ -78,6 +78,7 @@ from eatnas_tf.search import objective, offspring
 from eatnas_tf.search.record import CandidateRecord
 from eatnas_tf.search.strategy import Proposal, SearchConfig, Strategy, register
 
+
 def mutate_one(arch: ArchSpec, space, rng: random.Random, max_tries: int = 1000) -> ArchSpec:
     """One field of one block set to another allowed value; the result lies in `space`."""
     values = space.field_values()

@@ -102,7 +102,9 @@ class EPNAS(Strategy):
     def _initial_heads(self) -> List[Any]:
         n = self.opt.branches
         if self.config.seed_archs:
-            basics = [codec.parse_arch(a, **self.space.arch_defaults()) for a in self.config.seed_archs]
+            basics = [
+                codec.parse_arch(a, **self.space.arch_defaults()) for a in self.config.seed_archs
+            ]
             return [basics[i % len(basics)] for i in range(n)]
         return [self.space.sample(self.rng) for _ in range(n)]
 
@@ -237,7 +239,9 @@ class EPNAS(Strategy):
                 decisions.append(r["decision"])
                 returns.append(g)
                 steps.append(r["t"])
-        means = {t: float(np.mean([g for g, s in zip(returns, steps) if s == t])) for t in set(steps)}
+        means = {
+            t: float(np.mean([g for g, s in zip(returns, steps) if s == t])) for t in set(steps)
+        }
         adv = [g - (self.baseline.get(t) if self.baseline.get(t) is not None else means[t])
                for g, t in zip(returns, steps)]
         for t, m in sorted(means.items()):

@@ -56,8 +56,10 @@ class Evolution(Strategy):
             out = []
             for i in range(cfg.population):
                 basic = basics[i % len(basics)]
-                child = offspring.novel(lambda: offspring.transform(basic, space, self.rng),
-                                        self.seen)
+                # B023: novel() calls the lambda now, in this iteration
+                child = offspring.novel(
+                    lambda: offspring.transform(basic, space, self.rng), self.seen  # noqa: B023
+                )
                 self.seen.add(codec.canonical_hash(child))
                 inherit = cfg.inherit and i % len(basics) == 0 and cfg.seed_weights
                 out.append(Proposal(child, origin="offspring",

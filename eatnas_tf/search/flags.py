@@ -11,6 +11,8 @@ same settings with the `--retrain_*` overrides. Only binaries call this module.
 
 from __future__ import annotations
 
+import os
+
 from absl import flags
 
 from eatnas_tf import cli
@@ -20,8 +22,6 @@ from eatnas_tf.arch.spec import InvalidArchitectureError
 from eatnas_tf.data import sources
 from eatnas_tf.econas import flags as econas_flags
 from eatnas_tf.epnas import flags as epnas_flags
-import os
-
 from eatnas_tf.search import budget as budget_lib
 from eatnas_tf.search import eat_pipeline
 from eatnas_tf.search.experiment import RetrainConfig, RuntimeOptions, SearchExperiment, Stage
@@ -223,32 +223,46 @@ def define_pipeline_flags(fv=flags.FLAGS) -> None:
                                  "data) or a named one.", flag_values=fv)
     flags.DEFINE_string("stage1_space", "auto", "Stage-1 space: auto (the small task "
                                     "of the stage-2 space) or a named one.", flag_values=fv)
-    flags.DEFINE_integer("stem", None, "auto space: stem channels (default 16, 32 above 64 px).", flag_values=fv)
-    flags.DEFINE_integer("head", None, "auto space: head channels (default 256, 1280 above 64 px).", flag_values=fv)
+    flags.DEFINE_integer(
+        "stem", None, "auto space: stem channels (default 16, 32 above 64 px).", flag_values=fv
+    )
+    flags.DEFINE_integer(
+        "head", None, "auto space: head channels (default 256, 1280 above 64 px).", flag_values=fv
+    )
     flags.DEFINE_float("target_madds", None, "Eq. 1 Mult-Adds target (default: "
                                        "6e6 x (image size / 28)^2).", flag_values=fv)
     flags.DEFINE_float("target_params", None, "Eq. 1 parameter target (instead of "
                                         "--target_madds).", flag_values=fv)
-    flags.DEFINE_integer("stage1_resolution", None, "Stage-1 image size (default: half).", flag_values=fv)
+    flags.DEFINE_integer(
+        "stage1_resolution", None, "Stage-1 image size (default: half).", flag_values=fv
+    )
     flags.DEFINE_integer("stage1_train_examples", None, "Stage-1 training images "
                                  "(default min(N, max(1000, N/10))).", flag_values=fv)
     flags.DEFINE_integer("stage1_population", 6, "Stage-1 population P.", flag_values=fv)
     flags.DEFINE_integer("stage1_sample", 3, "Stage-1 tournament size S.", flag_values=fv)
     flags.DEFINE_integer("stage1_candidates", None, "Stage-1 candidates (default 12, "
                                      "or until its budget share is spent).", flag_values=fv)
-    flags.DEFINE_integer("stage1_topk", 1, "Stage-1 models retrained for the basic model.", flag_values=fv)
+    flags.DEFINE_integer(
+        "stage1_topk", 1, "Stage-1 models retrained for the basic model.", flag_values=fv
+    )
     flags.DEFINE_integer("stage1_retrain_epochs", 2, "Stage-1 retraining epochs.", flag_values=fv)
     flags.DEFINE_integer("stage2_train_examples", None, "Stage-2 training images "
                                  "(default min(N, max(2000, N/7))).", flag_values=fv)
-    flags.DEFINE_integer("stage2_population", 6, "Stage-2 population P (offspring).", flag_values=fv)
+    flags.DEFINE_integer(
+        "stage2_population", 6, "Stage-2 population P (offspring).", flag_values=fv
+    )
     flags.DEFINE_integer("stage2_sample", 3, "Stage-2 tournament size S.", flag_values=fv)
     flags.DEFINE_integer("stage2_candidates", None, "Stage-2 candidates (default 12, "
                                      "or until its budget share is spent).", flag_values=fv)
-    flags.DEFINE_integer("topk", 1, "Stage-2 models retrained on all training images.", flag_values=fv)
+    flags.DEFINE_integer(
+        "topk", 1, "Stage-2 models retrained on all training images.", flag_values=fv
+    )
     flags.DEFINE_integer("retrain_epochs", 3, "Final retraining epochs (at most, under "
                                     "a time budget).", flag_values=fv)
     flags.DEFINE_float("retrain_learning_rate", 0.1, "Retraining peak LR (cosine).", flag_values=fv)
-    flags.DEFINE_integer("retrain_train_examples", None, "Cap on retraining images.", flag_values=fv)
+    flags.DEFINE_integer(
+        "retrain_train_examples", None, "Cap on retraining images.", flag_values=fv
+    )
     flags.DEFINE_bool("transfer_weights", True, "Stage-2 offspring inherit the "
                                           "basic model's weights.", flag_values=fv)
     flags.DEFINE_bool("export", True, "Export the winner (SavedModel + TFLite).", flag_values=fv)

@@ -26,8 +26,8 @@ from eatnas_tf.report import pareto as pareto_lib
 from eatnas_tf.report import search_report
 from eatnas_tf.search.record import CandidateRecord
 from eatnas_tf.search.run_dir import RunDir
-from eatnas_tf.store import atomic
 from eatnas_tf.search.runner import StageResult
+from eatnas_tf.store import atomic
 from eatnas_tf.train import retrain_lib
 from eatnas_tf.train.config import TrainConfig
 

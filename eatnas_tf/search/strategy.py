@@ -277,7 +277,9 @@ def make_strategy(name: str, space: SearchSpace, config: SearchConfig, rng: rand
     `EpnasConfig`; None: its defaults)."""
     _load_builtin()
     if name not in _REGISTRY:
-        raise ValueError(f"strategy: received {name!r}; allowed values: {', '.join(sorted(_REGISTRY))}")
+        raise ValueError(
+            f"strategy: received {name!r}; allowed values: {', '.join(sorted(_REGISTRY))}"
+        )
     return _REGISTRY[name](space, config, rng, options=options)
 
 

@@ -63,8 +63,12 @@ def define_data_flags(flag_values=flags.FLAGS) -> None:
                          "tfds: data the median short side of a sample, rounded to a multiple "
                          "of 8, in [8, 224]).", flag_values=fv)
     flags.DEFINE_integer("batch_size", 128, "Global batch size.", flag_values=fv)
-    flags.DEFINE_list("augment", [], f"Training augmentations, any of: {', '.join(aug.AUGMENTATIONS)}.",
-                      flag_values=fv)
+    flags.DEFINE_list(
+        "augment",
+        [],
+        f"Training augmentations, any of: {', '.join(aug.AUGMENTATIONS)}.",
+        flag_values=fv,
+    )
     flags.DEFINE_integer("plain_last_epochs", 0, "Crop + flip only for the last N epochs.",
                          flag_values=fv)
     flags.DEFINE_integer("cutout_length", 16, "Cutout square side.", flag_values=fv)

@@ -118,7 +118,9 @@ class CoupledSGD(keras.optimizers.SGD):
 
     def update_step(self, gradient, variable, learning_rate):
         if self.l2 and self._decay_mask[self._get_variable_index(variable)]:
-            gradient = gradient + tf.cast(self.l2, gradient.dtype) * tf.cast(variable, gradient.dtype)
+            gradient = gradient + tf.cast(self.l2, gradient.dtype) * tf.cast(
+                variable, gradient.dtype
+            )
         super().update_step(gradient, variable, learning_rate)
 
     def get_config(self):

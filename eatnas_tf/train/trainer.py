@@ -44,8 +44,7 @@ import tensorflow as tf
 from eatnas_tf.data.datasets import DataBundle
 from eatnas_tf.model import layer_weights
 from eatnas_tf.train import checkpoint as ckpt_lib
-from eatnas_tf.train import gradient_registry
-from eatnas_tf.train import optim
+from eatnas_tf.train import gradient_registry, optim
 from eatnas_tf.train.config import TrainConfig
 
 
@@ -114,20 +113,20 @@ def recalibrate_bn(model, dataset: tf.data.Dataset, num_batches: int) -> int:
     """Sets every BN layer's moving mean / variance to the average of its batch statistics
     over `num_batches` batches of `dataset` (forward passes in training mode, no weight
     update); returns the number of batches used. Momentum is restored afterwards."""
-    bns = [l for l in model._flatten_layers() if isinstance(l, keras.layers.BatchNormalization)]
+    bns = [bn for bn in model._flatten_layers() if isinstance(bn, keras.layers.BatchNormalization)]
     if not bns or num_batches <= 0:
         return 0
-    momenta = [l.momentum for l in bns]
-    for l in bns:
-        l.momentum = 0.0  # moving stats := this batch's stats
+    momenta = [bn.momentum for bn in bns]
+    for bn in bns:
+        bn.momentum = 0.0  # moving stats := this batch's stats
 
     @tf.function(reduce_retracing=True)
     def step(x):
         model(x, training=True)
-        return [l.moving_mean + 0.0 for l in bns], [l.moving_variance + 0.0 for l in bns]
+        return [bn.moving_mean + 0.0 for bn in bns], [bn.moving_variance + 0.0 for bn in bns]
 
-    sums_m = [np.zeros(l.moving_mean.shape, np.float64) for l in bns]
-    sums_v = [np.zeros(l.moving_variance.shape, np.float64) for l in bns]
+    sums_m = [np.zeros(bn.moving_mean.shape, np.float64) for bn in bns]
+    sums_v = [np.zeros(bn.moving_variance.shape, np.float64) for bn in bns]
     n = 0
     try:
         for x, _ in dataset.take(num_batches):
@@ -137,12 +136,12 @@ def recalibrate_bn(model, dataset: tf.data.Dataset, num_batches: int) -> int:
                 sums_v[i] += variances[i].numpy()
             n += 1
         if n:
-            for l, sm, sv in zip(bns, sums_m, sums_v):
-                l.moving_mean.assign((sm / n).astype(np.float32))
-                l.moving_variance.assign((sv / n).astype(np.float32))
+            for bn, sm, sv in zip(bns, sums_m, sums_v):
+                bn.moving_mean.assign((sm / n).astype(np.float32))
+                bn.moving_variance.assign((sv / n).astype(np.float32))
     finally:
-        for l, m in zip(bns, momenta):
-            l.momentum = m
+        for bn, m in zip(bns, momenta):
+            bn.momentum = m
     return n
 
 
@@ -248,7 +247,11 @@ def train(build_fn: Callable[[], Any], data: DataBundle, config: TrainConfig, *,
             "train_loss", "train_acc", "val_acc_curve", "val_loss_curve", "lr_curve",
             "epoch_s", "images")}
         one_hot = config.label_smoothing > 0
-        val = _labels_for(data.val, data.num_classes, one_hot, two_outputs) if data.val is not None else None
+        val = (
+            _labels_for(data.val, data.num_classes, one_hot, two_outputs)
+            if data.val is not None
+            else None
+        )
         writers = _Writers(log_dir)
         timer = _FirstStepTimer()
         batch = data.config.batch_size
@@ -260,9 +263,15 @@ def train(build_fn: Callable[[], Any], data: DataBundle, config: TrainConfig, *,
             last = epoch == config.epochs - 1
             validate = val is not None and not last and (epoch + 1) % config.validate_every == 0
             t0 = time.perf_counter()
-            h = model.fit(ds, initial_epoch=epoch, epochs=epoch + 1,
-                          validation_data=val if validate else None, verbose=2 if verbose >= 2 else 0, shuffle=False,
-                          callbacks=[timer] if epoch == start_epoch else [])
+            h = model.fit(
+                ds,
+                initial_epoch=epoch,
+                epochs=epoch + 1,
+                validation_data=val if validate else None,
+                verbose=2 if verbose >= 2 else 0,
+                shuffle=False,
+                callbacks=[timer] if epoch == start_epoch else [],
+            )
             dt = time.perf_counter() - t0
             logs = {k: v[-1] for k, v in h.history.items()}
             tl = _pick(logs, main_output, "loss")
@@ -278,7 +287,9 @@ def train(build_fn: Callable[[], Any], data: DataBundle, config: TrainConfig, *,
                 _check_finite(hist["val_loss_curve"][-1], "validation loss", epoch)
             if not last:
                 writers.epoch(epoch, hist, steps_per_epoch * batch / dt, validate)
-                _progress(verbose, epoch, config.epochs, hist, steps_per_epoch * batch / dt, validate)
+                _progress(
+                    verbose, epoch, config.epochs, hist, steps_per_epoch * batch / dt, validate
+                )
             if checkpoint_dir:
                 ckpt_lib.save(checkpoint_dir, model, model.optimizer, epoch + 1, hist)
         train_s = sum(hist["epoch_s"][len(hist["epoch_s"]) - (config.epochs - start_epoch):]) \
@@ -293,14 +304,20 @@ def train(build_fn: Callable[[], Any], data: DataBundle, config: TrainConfig, *,
         val_loss = val_acc = test_loss = test_acc = None
         if val is not None:
             logs = model.evaluate(val, verbose=0, return_dict=True)
-            val_loss, val_acc = _pick(logs, main_output, "loss"), _pick(logs, main_output, "accuracy")
+            val_loss, val_acc = (
+                _pick(logs, main_output, "loss"),
+                _pick(logs, main_output, "accuracy"),
+            )
             _check_finite(val_loss, "validation loss", config.epochs - 1)
             hist["val_loss_curve"].append(val_loss)
             hist["val_acc_curve"].append(val_acc)
         if evaluate_test and data.test is not None:
             test = _labels_for(data.test, data.num_classes, one_hot, two_outputs)
             logs = model.evaluate(test, verbose=0, return_dict=True)
-            test_loss, test_acc = _pick(logs, main_output, "loss"), _pick(logs, main_output, "accuracy")
+            test_loss, test_acc = (
+                _pick(logs, main_output, "loss"),
+                _pick(logs, main_output, "accuracy"),
+            )
         eval_s = time.perf_counter() - t0
         if start_epoch < config.epochs:
             ips_last = hist["images"][-1] / max(hist["epoch_s"][-1], 1e-9)
@@ -314,18 +331,32 @@ def train(build_fn: Callable[[], Any], data: DataBundle, config: TrainConfig, *,
         step_s = train_s / max(images / batch, 1)
         steady_s = max(train_s - first, 1e-9)
         record = {
-            "val_acc": val_acc, "val_loss": val_loss, "test_acc": test_acc, "test_loss": test_loss,
-            "train_loss": hist["train_loss"], "train_acc": hist["train_acc"],
-            "val_acc_curve": hist["val_acc_curve"], "val_loss_curve": hist["val_loss_curve"],
+            "val_acc": val_acc,
+            "val_loss": val_loss,
+            "test_acc": test_acc,
+            "test_loss": test_loss,
+            "train_loss": hist["train_loss"],
+            "train_acc": hist["train_acc"],
+            "val_acc_curve": hist["val_acc_curve"],
+            "val_loss_curve": hist["val_loss_curve"],
             "lr_curve": hist["lr_curve"],
             "images_per_s": images / train_s if train_s else None,
             "images_per_s_steady": (images - batch) / steady_s if images > batch else None,
-            "build_s": build_s, "first_step_s": first,
-            "tracing_s": max(first - step_s, 0.0), "train_s": train_s, "recal_s": recal_s,
-            "eval_s": eval_s, "epochs": config.epochs, "steps": int(model.optimizer.iterations.numpy()),
-            "steps_per_epoch": steps_per_epoch, "params": params, "num_train": data.num_train,
-            "batch_size": batch, "num_replicas": int(strategy.num_replicas_in_sync),
-            "resumed_from_epoch": start_epoch, "bn_recalibration_batches": recal,
+            "build_s": build_s,
+            "first_step_s": first,
+            "tracing_s": max(first - step_s, 0.0),
+            "train_s": train_s,
+            "recal_s": recal_s,
+            "eval_s": eval_s,
+            "epochs": config.epochs,
+            "steps": int(model.optimizer.iterations.numpy()),
+            "steps_per_epoch": steps_per_epoch,
+            "params": params,
+            "num_train": data.num_train,
+            "batch_size": batch,
+            "num_replicas": int(strategy.num_replicas_in_sync),
+            "resumed_from_epoch": start_epoch,
+            "bn_recalibration_batches": recal,
             "seed": config.seed,
         }
         weights = None
@@ -353,7 +384,9 @@ def _progress(verbose, epoch, epochs, hist, ips, validated):
     line = (f"epoch {epoch + 1}/{epochs}  loss {hist['train_loss'][-1]:.4f}  "
             f"acc {hist['train_acc'][-1]:.4f}")
     if validated and hist["val_acc_curve"]:
-        line += f"  val_loss {hist['val_loss_curve'][-1]:.4f}  val_acc {hist['val_acc_curve'][-1]:.4f}"
+        line += (
+            f"  val_loss {hist['val_loss_curve'][-1]:.4f}  val_acc {hist['val_acc_curve'][-1]:.4f}"
+        )
     line += f"  lr {hist['lr_curve'][-1]:.3g}  {ips:.0f} img/s  {hist['epoch_s'][-1]:.1f}s"
     print(line, flush=True)
 
