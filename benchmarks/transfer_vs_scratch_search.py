@@ -20,8 +20,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+from eatnas_tf.record import CandidateRecord  # noqa: E402
 from eatnas_tf.search import eat_pipeline, runner  # noqa: E402
-from eatnas_tf.search.record import CandidateRecord  # noqa: E402
 from eatnas_tf.search.run_dir import RunDir  # noqa: E402
 
 

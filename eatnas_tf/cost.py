@@ -12,7 +12,8 @@ import json
 from absl import flags
 
 from eatnas_tf import cli
-from eatnas_tf.arch import codec, space as space_lib
+from eatnas_tf.arch import codec
+from eatnas_tf.arch import space as space_lib
 
 _ARCH = flags.DEFINE_string("arch", None, "Architecture: text form, JSON or a file path.",
                             required=True)

@@ -2,7 +2,7 @@
 architecture hash (growing with epochs), optional failures."""
 
 from eatnas_tf.arch import codec
-from eatnas_tf.search.record import CandidateRecord
+from eatnas_tf.record import CandidateRecord
 
 
 def drive(strategy, fail_ids=()):

@@ -3,7 +3,6 @@ through `tfds.testing.mock_data`."""
 
 import numpy as np
 import pytest
-import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from eatnas_tf.data import datasets as D

@@ -18,7 +18,7 @@ from eatnas_tf.econas import calibration, rank
 from eatnas_tf.econas import proxy as proxy_lib
 from eatnas_tf.econas.config import EcoNASConfig
 from eatnas_tf.econas.proxy import PAPER_NAMES, PAPER_TABLE1, Proxy, reduce_value
-from eatnas_tf.search.record import CandidateRecord
+from eatnas_tf.record import CandidateRecord
 from eatnas_tf.search.strategy import SearchConfig, make_strategy
 from eatnas_tf.train.config import TrainConfig
 

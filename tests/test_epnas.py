@@ -268,10 +268,10 @@ def test_dictionary_reuses_weights_across_candidates():
 # -- end to end --------------------------------------------------------------------------
 def test_epnas_search_end_to_end_on_digits_and_replay(tmp_path):
     from eatnas_tf.data.datasets import DataConfig
+    from eatnas_tf.record import CandidateRecord
     from eatnas_tf.search import epnas as epnas_strategy
     from eatnas_tf.search import runner
     from eatnas_tf.search.experiment import Stage
-    from eatnas_tf.search.record import CandidateRecord
     from eatnas_tf.search.run_dir import RunDir
     from eatnas_tf.search.strategy import SearchConfig
     from eatnas_tf.train.config import TrainConfig
@@ -319,7 +319,7 @@ def test_epnas_search_end_to_end_on_digits_and_replay(tmp_path):
 
 
 def test_propose_batch_stays_within_a_step_and_matches_sequential():
-    from eatnas_tf.search.record import CandidateRecord
+    from eatnas_tf.record import CandidateRecord
     from eatnas_tf.search.strategy import SearchConfig, make_strategy
 
     opt = epnas_config.EpnasConfig(constraints=(C.parse_constraint("madds:2e5:1.5e6"),),

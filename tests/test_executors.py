@@ -18,10 +18,10 @@ from eatnas_tf.arch import codec
 from eatnas_tf.arch import space as space_lib
 from eatnas_tf.arch.cost import count
 from eatnas_tf.data.datasets import DataConfig
+from eatnas_tf.record import CandidateRecord
 from eatnas_tf.search import executors
 from eatnas_tf.search.evaluate import EvalResult, evaluate
 from eatnas_tf.search.experiment import Stage
-from eatnas_tf.search.record import CandidateRecord
 from eatnas_tf.search.run_dir import RunDir
 from eatnas_tf.search.runner import run_stage
 from eatnas_tf.search.strategy import SearchConfig

@@ -18,7 +18,7 @@ from eatnas_tf.arch import codec
 from eatnas_tf.arch import space as space_lib
 from eatnas_tf.data.datasets import DataConfig
 from eatnas_tf.econas.config import EcoNASConfig
-from eatnas_tf.search.record import CandidateRecord
+from eatnas_tf.record import CandidateRecord
 from eatnas_tf.search.strategy import SearchConfig, make_strategy
 from eatnas_tf.train.config import TrainConfig
 

@@ -10,8 +10,8 @@ import pytest
 
 from eatnas_tf.arch import codec
 from eatnas_tf.arch import space as space_lib
+from eatnas_tf.record import CandidateRecord
 from eatnas_tf.search import objective, offspring
-from eatnas_tf.search.record import CandidateRecord
 from eatnas_tf.search.run_dir import RunDir, RunDirError
 from eatnas_tf.search.strategy import SearchConfig, make_strategy
 

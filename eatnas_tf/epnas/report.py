@@ -20,13 +20,14 @@ from typing import Any, Dict, List
 import numpy as np
 
 from eatnas_tf.epnas import constraints as C
+from eatnas_tf.record import CandidateRecord
 from eatnas_tf.store import atomic
 
 
 def load(run_dir: str):
     """(candidate records, constraints, the run's settings) of an EPNAS run directory."""
     with open(os.path.join(run_dir, "candidates.jsonl")) as f:
-        recs = [json.loads(line) for line in f if line.strip()]
+        recs = [CandidateRecord.from_json(json.loads(line)) for line in f if line.strip()]
     cfg = atomic.read_json(os.path.join(run_dir, "config.json"))
     return (recs, *_constraints(cfg))
 
@@ -48,29 +49,30 @@ def _constraints(cfg: Dict[str, Any]):
     return cons, flags
 
 
-def candidate_rows(recs: List[Dict[str, Any]], cons) -> List[Dict[str, Any]]:
-    from eatnas_tf.arch import codec
+def candidate_rows(recs: List[CandidateRecord], cons) -> List[Dict[str, Any]]:
+    """One row per candidate: its reward `r = P × Π V(U_i)` under `cons` and whether every
+    constraint holds (the strategy's own numbers are not stored in the records)."""
     from eatnas_tf.arch import space as space_lib
 
     out = []
     for r in recs:
-        ok = r.get("status") == "ok" and r.get("val_acc") is not None
-        usage = {"params": r.get("params"), "madds": r.get("madds")}
+        ok = r.ok and r.val_acc is not None
+        usage = {"params": r.params, "madds": r.madds}
         if any(c.metric == "intensity" for c in cons):
             usage["intensity"] = None
         if usage["params"] is None or usage.get("intensity", 0) is None:
-            space = space_lib.get_space(r.get("space", "fashion_mnist"))
-            cost = space.cost(codec.parse_arch(r["arch"], **space.arch_defaults()))
+            space = space_lib.get_space(r.extra.get("space", "fashion_mnist"))
+            cost = space.cost(r.spec(space))
             usage.update(params=usage["params"] or cost.params, madds=usage["madds"] or cost.madds,
                          intensity=cost.compute_intensity)
-        info = r.get("info") or {}
-        out.append({"id": r["id"], "episode": info.get("episode"), "step": info.get("step"),
-                    "branch": info.get("branch"), "val_acc": r.get("val_acc"),
+        info = r.info or {}
+        out.append({"id": r.id, "episode": info.get("episode"), "step": info.get("step"),
+                    "branch": info.get("branch"), "val_acc": r.val_acc,
                     "madds": usage["madds"], "params": usage["params"],
-                    "reward": C.reward(r.get("val_acc") if ok else None, usage, cons),
+                    "reward": C.reward(r.val_acc if ok else None, usage, cons),
                     "satisfied": bool(ok and C.all_satisfied(usage, cons)),
-                    "duplicate": r.get("duplicate_of") is not None,
-                    "inherited": (r.get("inherit") or {}).get("fraction"),
+                    "duplicate": not r.trained,
+                    "inherited": (r.inherit or {}).get("fraction"),
                     "action": info.get("action")})
     return out
 

@@ -45,7 +45,7 @@ def check_format(fmt: str) -> str:
 
 def layer_model(sig: LayerSig):
     """A Keras model computing exactly `sig` (input [1, hw, hw, c_in])."""
-    import keras  # noqa: PLC0415
+    import keras
 
     L = keras.layers
 
@@ -85,7 +85,7 @@ def layer_model(sig: LayerSig):
 
 def _randomise_bn(model, rng: np.random.Generator) -> None:
     """Non-trivial BN statistics, as a trained model has (int8 ranges depend on them)."""
-    import keras  # noqa: PLC0415
+    import keras
 
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
@@ -99,11 +99,11 @@ def _randomise_bn(model, rng: np.random.Generator) -> None:
 def to_tflite(model, fmt: str, input_shape: Sequence[int], rep_samples: int = 8,
               seed: int = 0) -> bytes:
     """`model` as TFLite bytes in `fmt` with a fixed batch-1 input of `input_shape`."""
-    import tensorflow as tf  # noqa: PLC0415
+    import tensorflow as tf
 
     check_format(fmt)
     shape = [1] + [int(v) for v in input_shape]
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2  # noqa: PLC0415
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
     fn = tf.function(lambda x: model(x, training=False),
                      input_signature=[tf.TensorSpec(shape, tf.float32)])
@@ -122,7 +122,7 @@ def to_tflite(model, fmt: str, input_shape: Sequence[int], rep_samples: int = 8,
         conv.inference_input_type = tf.int8
         conv.inference_output_type = tf.int8
         conv.representative_dataset = lambda: ([r] for r in rep)
-    from absl import logging  # noqa: PLC0415
+    from absl import logging
 
     verbosity = logging.get_verbosity()
     logging.set_verbosity(logging.ERROR)  # "consider providing the trackable_obj": we froze it
@@ -133,7 +133,7 @@ def to_tflite(model, fmt: str, input_shape: Sequence[int], rep_samples: int = 8,
 
 
 def layer_tflite(sig: LayerSig, fmt: str, seed: int = 0) -> bytes:
-    import keras  # noqa: PLC0415
+    import keras
 
     model = layer_model(sig)
     _randomise_bn(model, np.random.default_rng(seed))
@@ -146,9 +146,9 @@ def layer_tflite(sig: LayerSig, fmt: str, seed: int = 0) -> bytes:
 
 def arch_tflite(arch: ArchSpec, macro: MacroSpec, fmt: str, seed: int = 0) -> bytes:
     """The whole model of `arch` (random weights, as `model.builder` builds it) in `fmt`."""
-    import keras  # noqa: PLC0415
+    import keras
 
-    from eatnas_tf.model.builder import build_model  # noqa: PLC0415
+    from eatnas_tf.model.builder import build_model
 
     model = build_model(arch, macro)
     _randomise_bn(model, np.random.default_rng(seed))
@@ -165,13 +165,13 @@ def arch_tflite(arch: ArchSpec, macro: MacroSpec, fmt: str, seed: int = 0) -> by
 def _litert_ms(path: str, threads: int, warmup: int, runs: int, statistic: str = "median") -> float:
     """Median (or min) LiteRT latency of `path` via the shared timing helper."""
     try:
-        from eatnas_tf.measure import latency as latency_lib  # noqa: PLC0415
+        from eatnas_tf.measure import latency as latency_lib
     except ImportError:  # the helper is being moved there from export/latency.py
         latency_lib = None
     if latency_lib is not None:
         return float(latency_lib.measure(path, num_threads=threads, warmup=warmup,
                                          runs=runs)[f"{statistic}_ms"])
-    from ai_edge_litert.interpreter import Interpreter  # noqa: PLC0415
+    from ai_edge_litert.interpreter import Interpreter
 
     it = Interpreter(model_path=path, num_threads=threads)
     it.allocate_tensors()
@@ -194,7 +194,7 @@ def _litert_ms(path: str, threads: int, warmup: int, runs: int, statistic: str =
 
 def litert_version() -> str:
     try:
-        from importlib import metadata  # noqa: PLC0415
+        from importlib import metadata
 
         return "ai-edge-litert " + metadata.version("ai-edge-litert")
     except Exception:  # noqa: BLE001 - not installed: say so in the table

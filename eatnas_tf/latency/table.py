@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from typing import Callable, Dict, Iterable, Optional
 
 from eatnas_tf.latency import measure as measure_lib

@@ -74,8 +74,8 @@ from eatnas_tf.arch import codec
 from eatnas_tf.arch.spec import ArchSpec, InvalidArchitectureError
 from eatnas_tf.econas import proxy as proxy_lib
 from eatnas_tf.econas.config import EcoNASConfig
+from eatnas_tf.record import CandidateRecord
 from eatnas_tf.search import objective, offspring
-from eatnas_tf.search.record import CandidateRecord
 from eatnas_tf.search.strategy import Proposal, SearchConfig, Strategy, register
 
 

@@ -44,7 +44,7 @@ from eatnas_tf.epnas import constraints as C
 from eatnas_tf.epnas.actions import ActionSpace
 from eatnas_tf.epnas.policy import MovingAverageBaseline, Policy, returns_to_go
 from eatnas_tf.epnas.sharing_dict import SharingDict, WeightsCache
-from eatnas_tf.search.record import CandidateRecord
+from eatnas_tf.record import CandidateRecord
 from eatnas_tf.search.strategy import Proposal, SearchConfig, Strategy, register
 
 POLICY_FILE = "policy.json"  # under DIR/epnas/, written by the runner

@@ -32,7 +32,7 @@ from eatnas_tf.data.datasets import DataBundle, DataConfig, load_data
 from eatnas_tf.errors import one_line
 from eatnas_tf.model import sharing, weights_io
 from eatnas_tf.model.builder import build_model
-from eatnas_tf.search.record import CandidateRecord, Status
+from eatnas_tf.record import CandidateRecord, Status
 from eatnas_tf.train import trainer as trainer_lib
 from eatnas_tf.train.config import TrainConfig
 

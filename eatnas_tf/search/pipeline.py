@@ -22,9 +22,9 @@ from typing import Any, Callable, Dict, List, Optional
 
 from eatnas_tf.data.datasets import DataConfig
 from eatnas_tf.model import artifact, layer_weights, weights_io
+from eatnas_tf.record import CandidateRecord
 from eatnas_tf.report import pareto as pareto_lib
 from eatnas_tf.report import search_report
-from eatnas_tf.search.record import CandidateRecord
 from eatnas_tf.search.run_dir import RunDir
 from eatnas_tf.search.runner import StageResult
 from eatnas_tf.store import atomic

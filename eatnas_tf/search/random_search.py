@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional
 
 from eatnas_tf.arch import codec
+from eatnas_tf.record import CandidateRecord
 from eatnas_tf.search import objective, offspring
-from eatnas_tf.search.record import CandidateRecord
 from eatnas_tf.search.strategy import Proposal, Strategy, register
 
 

@@ -25,12 +25,12 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from eatnas_tf.arch import codec
 from eatnas_tf.model import weights_io
+from eatnas_tf.record import CandidateRecord, Status
+from eatnas_tf.record import load as load_records
 from eatnas_tf.search import objective
 from eatnas_tf.search.evaluate import EvalRequest, EvalResult
 from eatnas_tf.search.executors import LocalExecutor
 from eatnas_tf.search.experiment import Stage
-from eatnas_tf.search.record import CandidateRecord, Status
-from eatnas_tf.search.record import load as load_records
 from eatnas_tf.search.run_dir import TB, RunDir, RunDirError
 from eatnas_tf.search.strategy import Proposal, RunContext, Strategy, make_strategy
 from eatnas_tf.store import atomic

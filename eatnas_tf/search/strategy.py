@@ -25,7 +25,7 @@ from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Seque
 
 from eatnas_tf.arch.space import SearchSpace
 from eatnas_tf.arch.spec import ArchSpec
-from eatnas_tf.search.record import CandidateRecord
+from eatnas_tf.record import CandidateRecord
 
 
 @dataclasses.dataclass(frozen=True)
