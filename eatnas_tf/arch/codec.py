@@ -142,9 +142,7 @@ def from_dict(d: Mapping[str, Any], **defaults) -> ArchSpec:
     if not isinstance(raw, list):
         raise InvalidArchitectureError(
             f"blocks: received {type(raw).__name__}; allowed values: a list of 7 blocks")
-    if len(raw) != NUM_BLOCKS:
-        raise InvalidArchitectureError(
-            f"blocks: received {len(raw)} blocks; allowed values: exactly {NUM_BLOCKS}")
+    _check_block_count(len(raw))
     blocks = []
     for i, rb in enumerate(raw):
         where = f"block {i + 1}: "
@@ -157,12 +155,18 @@ def from_dict(d: Mapping[str, Any], **defaults) -> ArchSpec:
         extra = set(rb) - set(BLOCK_FIELDS)
         if missing or extra:
             raise InvalidArchitectureError(
-                f"{where}keys {sorted(rb)}; allowed keys: op, kernel, skip, width, depth")
+                f"{where}keys {sorted(rb)}; allowed keys: {', '.join(BLOCK_FIELDS)}")
         try:
             blocks.append(BlockSpec(**rb))
         except InvalidArchitectureError as e:
             raise InvalidArchitectureError(where + str(e)) from None
     return ArchSpec(blocks=tuple(blocks), **kw)
+
+
+def _check_block_count(n: int) -> None:
+    if n != NUM_BLOCKS:
+        raise InvalidArchitectureError(
+            f"blocks: received {n} blocks; allowed values: exactly {NUM_BLOCKS}")
 
 
 def to_json(arch: ArchSpec, **kwargs) -> str:
@@ -188,9 +192,7 @@ def to_eat_code(arch: ArchSpec) -> List[list]:
 
 
 def from_eat_code(code: Sequence[Sequence[Any]], **defaults) -> ArchSpec:
-    if len(code) != NUM_BLOCKS:
-        raise InvalidArchitectureError(
-            f"blocks: received {len(code)} blocks; allowed values: exactly {NUM_BLOCKS}")
+    _check_block_count(len(code))
     blocks = []
     for i, c in enumerate(code):
         where = f"block {i + 1} ({list(c)!r}): "
@@ -241,9 +243,7 @@ def to_mnasnet(arch: ArchSpec, block_strides: Sequence[int]) -> List[str]:
 def from_mnasnet(strings: Sequence[str], **defaults) -> ArchSpec:
     """Inverse of `to_mnasnet`; widths are recovered from the channel counts."""
     kw = _merge(defaults)
-    if len(strings) != NUM_BLOCKS:
-        raise InvalidArchitectureError(
-            f"blocks: received {len(strings)} blocks; allowed values: exactly {NUM_BLOCKS}")
+    _check_block_count(len(strings))
     blocks = []
     prev = kw["stem"]
     for i, s in enumerate(strings):
