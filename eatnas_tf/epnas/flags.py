@@ -25,6 +25,24 @@ from eatnas_tf.epnas import actions
 from eatnas_tf.epnas.config import EpnasConfig
 from eatnas_tf.epnas.constraints import PAPER_P, parse_constraints
 
+# (flag, `EpnasConfig` field, help): one table for defining and for reading the flags; the
+# flag's type is its field's.
+_FIELDS = (
+    ("epnas_branches", "branches", "EPNAS parallel branches N."),
+    ("epnas_steps", "steps", "EPNAS steps T per episode."),
+    ("epnas_episodes", "episodes", "EPNAS episodes."),
+    ("epnas_policy_lr", "policy_lr", "EPNAS policy Adam learning rate."),
+    ("epnas_baseline_decay", "baseline_decay", "EPNAS moving-average baseline decay."),
+    ("epnas_entropy", "entropy_weight", "EPNAS entropy bonus (0: off)."),
+    ("epnas_policy_updates", "policy_updates", "EPNAS Adam steps per episode."),
+    ("epnas_predict", "predict", "EPNAS performance prediction: large LR and early stop."),
+    ("epnas_predict_lr", "predict_lr", "EPNAS prediction learning rate."),
+    ("epnas_predict_epochs", "predict_epochs", "EPNAS prediction: early stop after N epochs."),
+    ("epnas_share", "share", "EPNAS parameter-sharing dictionary."),
+    ("epnas_dict_per_key", "dict_per_key", "EPNAS dictionary: dimension variants kept per key."),
+)
+_DEFINE = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFINE_float}
+
 
 def define_flags(fv=flags.FLAGS) -> None:
     """Defines the EPNAS flags on `fv` (idempotent)."""
@@ -35,39 +53,17 @@ def define_flags(fv=flags.FLAGS) -> None:
                               "(metric: params, madds, intensity, latency; either bound empty), "
                               "repeated or comma-separated, e.g. madds:100e6:300e6.",
                               flag_values=fv)
-    flags.DEFINE_float("constraint_penalty", PAPER_P, "EPNAS Eq. 2 base penalty p.", flag_values=fv)
+    flags.DEFINE_float("constraint_penalty", PAPER_P, "EPNAS Eq. 2 base penalty p.",
+                       flag_values=fv)
     flags.DEFINE_enum("epnas_mode", d.mode, list(actions.MODES),
                       "EPNAS search pattern: layer-by-layer or module (block).", flag_values=fv)
-    flags.DEFINE_integer("epnas_branches", d.branches, "EPNAS parallel branches N.", flag_values=fv)
-    flags.DEFINE_integer("epnas_steps", d.steps, "EPNAS steps T per episode.", flag_values=fv)
-    flags.DEFINE_integer("epnas_episodes", d.episodes, "EPNAS episodes.", flag_values=fv)
-    flags.DEFINE_float("epnas_policy_lr", d.policy_lr, "EPNAS policy Adam learning rate.",
-                       flag_values=fv)
-    flags.DEFINE_float("epnas_baseline_decay", d.baseline_decay,
-                       "EPNAS moving-average baseline decay.", flag_values=fv)
-    flags.DEFINE_float("epnas_entropy", d.entropy_weight, "EPNAS entropy bonus (0: off).",
-                       flag_values=fv)
-    flags.DEFINE_integer("epnas_policy_updates", d.policy_updates,
-                         "EPNAS Adam steps per episode.", flag_values=fv)
-    flags.DEFINE_bool("epnas_predict", d.predict, "EPNAS performance prediction: large LR and "
-                      "early stop.", flag_values=fv)
-    flags.DEFINE_float("epnas_predict_lr", d.predict_lr, "EPNAS prediction learning rate.",
-                       flag_values=fv)
-    flags.DEFINE_integer("epnas_predict_epochs", d.predict_epochs,
-                         "EPNAS prediction: early stop after N epochs.", flag_values=fv)
-    flags.DEFINE_bool("epnas_share", d.share, "EPNAS parameter-sharing dictionary.",
-                      flag_values=fv)
-    flags.DEFINE_integer("epnas_dict_per_key", d.dict_per_key,
-                         "EPNAS dictionary: dimension variants kept per key.", flag_values=fv)
+    for name, field, help_text in _FIELDS:
+        default = getattr(d, field)
+        _DEFINE[type(default)](name, default, help_text, flag_values=fv)
 
 
 def from_flags(fv=flags.FLAGS) -> EpnasConfig:
     """The config the flags describe; ValueError (one line) on bad values."""
     return EpnasConfig(
         constraints=tuple(parse_constraints(fv.constraint or [], fv.constraint_penalty)),
-        mode=fv.epnas_mode, branches=fv.epnas_branches, steps=fv.epnas_steps,
-        episodes=fv.epnas_episodes, policy_lr=fv.epnas_policy_lr,
-        baseline_decay=fv.epnas_baseline_decay, entropy_weight=fv.epnas_entropy,
-        policy_updates=fv.epnas_policy_updates, predict=fv.epnas_predict,
-        predict_lr=fv.epnas_predict_lr, predict_epochs=fv.epnas_predict_epochs,
-        share=fv.epnas_share, dict_per_key=fv.epnas_dict_per_key)
+        mode=fv.epnas_mode, **{field: fv[name].value for name, field, _ in _FIELDS})

@@ -52,6 +52,13 @@ def run_search(exp: SearchExperiment, rt: RuntimeOptions, extra=None) -> dict:
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
+    if stage.data.user:  # the user's data is checked before anything is written
+        from eatnas_tf.data import datasets
+
+        try:
+            datasets.check_data(stage.data)
+        except ValueError as e:
+            raise cli.UsageError(str(e).splitlines()[0]) from None
     executor = make_executor(rt, exp.parallel)  # validated before anything is written
     try:
         run = RunDir(rt.run_dir)
