@@ -174,3 +174,23 @@ def test_api_run_same_code_path(digits_run, tmp_path):
     assert res.arch == report["winner"]["arch"] and res.test_accuracy is not None
     with pytest.raises(ValueError, match="time_budget"):
         api.run(dataset="digits", run_dir=str(tmp_path / "y"), time_budget="soon")
+
+
+def test_search_on_bad_folder_exits_2_and_writes_nothing(tmp_path):
+    """One class only: the search command refuses before the run dir exists."""
+    import numpy as np
+    from PIL import Image
+
+    cls = tmp_path / "photos" / "cat"
+    cls.mkdir(parents=True)
+    for i in range(6):
+        Image.fromarray((np.random.RandomState(i).rand(16, 16, 3) * 255).astype("uint8")).save(
+            cls / f"{i}.png")
+    d = tmp_path / "run"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT, CUDA_VISIBLE_DEVICES="")
+    p = subprocess.run([sys.executable, "-m", "eatnas_tf.search", f"--run_dir={d}",
+                        "--flagfile=flags/smoke.cfg", f"--dataset=folder:{tmp_path / 'photos'}"],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and len(lines) == 1 and "class" in lines[0], p.stderr[-1500:]
+    assert not d.exists()
