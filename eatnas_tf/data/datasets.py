@@ -128,7 +128,8 @@ class DataConfig:
             raise ValueError(f"source: received {self.source!r} for dataset {self.dataset!r}; "
                              "allowed values for folder:/tfrecord:/tfds: datasets: auto")
         if not 0.0 <= self.test_fraction < 1.0:
-            raise ValueError(f"test_fraction: received {self.test_fraction}; allowed values: [0, 1)")
+            raise ValueError(f"test_fraction: received {self.test_fraction}; "
+                             f"allowed values: [0, 1)")
         if not self.memory_cap_mb >= 0:
             raise ValueError(f"memory_cap_mb: received {self.memory_cap_mb}; allowed values: >= 0")
         _check_in("split", self.split, SPLITS)
@@ -140,22 +141,27 @@ class DataConfig:
             raise ValueError(f"source: received 'sklearn' for dataset {self.dataset!r}; "
                              "allowed values for sklearn: digits")
         if self.dataset == "digits" and self.source not in ("auto", "sklearn"):
-            raise ValueError(f"source: received {self.source!r} for digits; allowed values: auto, sklearn")
+            raise ValueError(f"source: received {self.source!r} for digits; "
+                             f"allowed values: auto, sklearn")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction: received {self.val_fraction}; allowed values: [0, 1)")
         if self.split == "search" and self.val_fraction <= 0.0:
             raise ValueError("val_fraction: received 0 with split='search'; allowed values: (0, 1)")
         if not 0.0 < self.sample_fraction <= 1.0:
-            raise ValueError(f"sample_fraction: received {self.sample_fraction}; allowed values: (0, 1]")
+            raise ValueError(f"sample_fraction: received {self.sample_fraction}; "
+                             f"allowed values: (0, 1]")
         for f in ("batch_size", "cutout_length", "shuffle_buffer"):
             if getattr(self, f) < 1:
                 raise ValueError(f"{f}: received {getattr(self, f)}; allowed values: >= 1")
         if self.image_size is not None and self.image_size < 1:
-            raise ValueError(f"image_size: received {self.image_size}; allowed values: >= 1 or None")
+            raise ValueError(f"image_size: received {self.image_size}; "
+                             f"allowed values: >= 1 or None")
         if self.max_train_examples is not None and self.max_train_examples < 1:
-            raise ValueError(f"max_train_examples: received {self.max_train_examples}; allowed values: >= 1")
+            raise ValueError(f"max_train_examples: received {self.max_train_examples}; "
+                             f"allowed values: >= 1")
         if self.plain_last_epochs < 0:
-            raise ValueError(f"plain_last_epochs: received {self.plain_last_epochs}; allowed values: >= 0")
+            raise ValueError(f"plain_last_epochs: received {self.plain_last_epochs}; "
+                             f"allowed values: >= 0")
 
     @property
     def user(self) -> bool:
@@ -171,7 +177,8 @@ class DataConfig:
             return self.source
         if self.dataset == "digits":
             return "sklearn"
-        if self.dataset == "fashion_mnist" and idx.available(self.data_dir or idx.FASHION_MNIST_DIR):
+        idx_dir = self.data_dir or idx.FASHION_MNIST_DIR
+        if self.dataset == "fashion_mnist" and idx.available(idx_dir):
             return "idx"
         return "tfds"
 
@@ -225,7 +232,8 @@ class DataBundle:
         """Training batches of `epoch` (seeded by config.seed and epoch) with `augment`
         (None: the config's augmentation)."""
         augment = self.config.augment if augment is None else aug.validate(
-            [a for a in augment if a != "resize_crop"]) + tuple(a for a in augment if a == "resize_crop")
+            [a for a in augment if a != "resize_crop"]) + tuple(
+                a for a in augment if a == "resize_crop")
         return self._make_train(epoch, augment, shuffle)
 
     def epoch_dataset(self, epoch: int, total_epochs: int) -> tf.data.Dataset:
@@ -420,7 +428,8 @@ def _tfds_builder(cfg: DataConfig):
     import tensorflow_datasets as tfds
 
     builder = tfds.builder(cfg.dataset, data_dir=cfg.data_dir)
-    root = cfg.data_dir or os.environ.get("TFDS_DATA_DIR") or os.path.expanduser("~/tensorflow_datasets")
+    root = (cfg.data_dir or os.environ.get("TFDS_DATA_DIR")
+            or os.path.expanduser("~/tensorflow_datasets"))
     manual = cfg.manual_dir or os.path.join(root, "downloads", "manual")
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual))
     return builder

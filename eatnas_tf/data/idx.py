@@ -53,7 +53,8 @@ def read_idx(path: str) -> np.ndarray:
 
 
 def available(root: str = FASHION_MNIST_DIR) -> bool:
-    return all(os.path.exists(os.path.join(root, f)) or os.path.exists(os.path.join(root, f + ".gz"))
+    return all(os.path.exists(os.path.join(root, f))
+               or os.path.exists(os.path.join(root, f + ".gz"))
                for pair in _FILES.values() for f in pair)
 
 
