@@ -265,3 +265,14 @@ def apply_batch(images, seed, augment: Sequence[str], *, size: int, mean, std,
 def eval_batch(images, *, mean, std):
     """Evaluation transform of a batch already at the model's size: scale and whiten."""
     return whiten(tf.cast(images, tf.float32) / 255.0, mean, std)
+
+
+def augment_batches(ds, seed: int, augment, *, size, mean, std, cutout_length: int):
+    """`apply_batch` over a dataset of `(images, labels)` batches, each batch with its own
+    pair of stateless seeds drawn from `seed` (deterministic), prefetched."""
+    seeds = tf.data.Dataset.random(seed=seed).batch(2)
+    ds = tf.data.Dataset.zip((ds, seeds)).map(
+        lambda xy, sd: (apply_batch(xy[0], sd, augment, size=size, mean=mean, std=std,
+                                    cutout_length=cutout_length), xy[1]),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(tf.data.AUTOTUNE)

@@ -507,12 +507,8 @@ def _stream_pipelines(cfg: DataConfig):
                                                   deterministic=True)
         ds = ds.batch(b, drop_remainder=drop)
         rest = tuple(a for a in augment if a not in geo)
-        seeds2 = tf.data.Dataset.random(seed=_epoch_seed(cfg.seed, epoch, 5)).batch(2)
-        ds = tf.data.Dataset.zip((ds, seeds2)).map(
-            lambda xy, sd: (aug.apply_batch(xy[0], sd, rest, size=size, mean=mean, std=std,
-                                            cutout_length=cfg.cutout_length), xy[1]),
-            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        return ds.prefetch(tf.data.AUTOTUNE)
+        return aug.augment_batches(ds, _epoch_seed(cfg.seed, epoch, 5), rest, size=size,
+                                   mean=mean, std=std, cutout_length=cfg.cutout_length)
 
     def make_eval(split):
         if split is None:

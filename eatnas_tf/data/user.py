@@ -240,12 +240,8 @@ def stream_pipelines(cfg, src: Source, parts: Parts, epoch_seed, aug):
                 ds = ds.shuffle(min(n, cfg.shuffle_buffer), seed=epoch_seed(cfg.seed, epoch, 1),
                                 reshuffle_each_iteration=False)
         ds = ds.batch(b, drop_remainder=drop)
-        seeds = tf.data.Dataset.random(seed=epoch_seed(cfg.seed, epoch, 2)).batch(2)
-        ds = tf.data.Dataset.zip((ds, seeds)).map(
-            lambda xy, s: (aug.apply_batch(xy[0], s, augment, size=size, mean=mean, std=std,
-                                           cutout_length=cfg.cutout_length), xy[1]),
-            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        return ds.prefetch(tf.data.AUTOTUNE)
+        return aug.augment_batches(ds, epoch_seed(cfg.seed, epoch, 2), augment, size=size,
+                                   mean=mean, std=std, cutout_length=cfg.cutout_length)
 
     def make_eval(pos):
         if pos is None:
