@@ -23,6 +23,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import flags, logging  # noqa: E402
 
 from eatnas_tf import cli  # noqa: E402
+
+cli.quiet_import_tensorflow()  # before the library: keeps usage errors one line
 from export import tflite as tflite_lib  # noqa: E402
 
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "Search run directory (exports DIR/winner, or "

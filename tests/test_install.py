@@ -233,8 +233,11 @@ def test_make_demo_runs_the_readme_command():
         pytest.skip("make not installed")
     with open(os.path.join(ROOT, "README.md")) as f:
         shown, = re.findall(r"`make` runs `(python -m eatnas_tf\.demo [^`]*)`", f.read())
-    p = subprocess.run(["make", "-n", "demo", "PYTHON=python"], cwd=ROOT, capture_output=True,
-                       text=True, check=True)
+    # --no-print-directory: under `make test` this make is nested and would add
+    # "make[1]: Entering/Leaving directory" lines
+    p = subprocess.run(["make", "--no-print-directory", "-n", "demo", "PYTHON=python"], cwd=ROOT,
+                       capture_output=True, text=True, check=True)
     assert shown in p.stdout.splitlines(), p.stdout
-    p = subprocess.run(["make", "-n"], cwd=ROOT, capture_output=True, text=True, check=True)
+    p = subprocess.run(["make", "--no-print-directory", "-n"], cwd=ROOT, capture_output=True,
+                       text=True, check=True)
     assert p.stdout.splitlines()[-1].endswith(shown.replace("python ", "", 1))

@@ -84,6 +84,16 @@ class StageSizes:
     topk: int = 1
     retrain_epochs: int = 2
 
+    def __post_init__(self):
+        for name in ("image_size", "train_examples", "candidates"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise ValueError(f"{name}: received {v}; allowed values: >= 1 (or unset: "
+                                 "the rule)")
+        for name in ("population", "sample", "topk", "retrain_epochs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: received {getattr(self, name)}; allowed values: >= 1")
+
 
 @dataclasses.dataclass(frozen=True)
 class ExportOptions:
