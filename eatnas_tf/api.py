@@ -54,7 +54,7 @@ def _argv(kwargs: Dict[str, Any]) -> List[str]:
     return out
 
 
-def _exported_files(report: Dict[str, Any], run_dir: str) -> List[str]:
+def _exported_files(report: Dict[str, Any]) -> List[str]:
     exp = report.get("export") or {}
     root = exp.get("path")
     if not root or not os.path.isdir(root):
@@ -92,4 +92,4 @@ def run(*, dataset: str, run_dir: str, time_budget: Optional[str] = None,
     w = report["winner"]
     return Result(arch=w["arch"], params=w["params"], madds=w["madds"],
                   test_accuracy=w.get("test_accuracy"), val_accuracy=w.get("val_acc"),
-                  run_dir=run_dir, report=report, files=_exported_files(report, run_dir))
+                  run_dir=run_dir, report=report, files=_exported_files(report))

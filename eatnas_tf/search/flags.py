@@ -212,65 +212,113 @@ def define_pipeline_flags(fv=flags.FLAGS) -> None:
     if "stage1_space" in fv:
         return
     if "run_dir" not in fv:
-        flags.DEFINE_string("run_dir", None, "Run directory (resumed if it exists).",
-                            flag_values=fv)
+        flags.DEFINE_string(
+            "run_dir", None, "Run directory (resumed if it exists).", flag_values=fv
+        )
     if "seed" not in fv:
-        flags.DEFINE_integer("seed", 0, "Run seed: the same seed gives the same run.",
-                             flag_values=fv)
-    flags.DEFINE_string("time_budget", None, "Wall-clock budget of search and retraining "
-                                "(90s, 20m, 2h, 1h30m); the export comes after it.", flag_values=fv)
-    flags.DEFINE_string("space", "auto", "Stage-2 search space: auto (derived from the "
-                                 "data) or a named one.", flag_values=fv)
-    flags.DEFINE_string("stage1_space", "auto", "Stage-1 space: auto (the small task "
-                                    "of the stage-2 space) or a named one.", flag_values=fv)
+        flags.DEFINE_integer(
+            "seed", 0, "Run seed: the same seed gives the same run.", flag_values=fv
+        )
+    flags.DEFINE_string(
+        "time_budget",
+        None,
+        "Wall-clock budget of search and retraining "
+        "(90s, 20m, 2h, 1h30m); the export comes after it.",
+        flag_values=fv,
+    )
+    flags.DEFINE_string(
+        "space",
+        "auto",
+        "Stage-2 search space: auto (derived from the data) or a named one.",
+        flag_values=fv,
+    )
+    flags.DEFINE_string(
+        "stage1_space",
+        "auto",
+        "Stage-1 space: auto (the small task of the stage-2 space) or a named one.",
+        flag_values=fv,
+    )
     flags.DEFINE_integer(
         "stem", None, "auto space: stem channels (default 16, 32 above 64 px).", flag_values=fv
     )
     flags.DEFINE_integer(
         "head", None, "auto space: head channels (default 256, 1280 above 64 px).", flag_values=fv
     )
-    flags.DEFINE_float("target_madds", None, "Eq. 1 Mult-Adds target (default: "
-                                       "6e6 x (image size / 28)^2).", flag_values=fv)
-    flags.DEFINE_float("target_params", None, "Eq. 1 parameter target (instead of "
-                                        "--target_madds).", flag_values=fv)
+    flags.DEFINE_float(
+        "target_madds",
+        None,
+        "Eq. 1 Mult-Adds target (default: 6e6 x (image size / 28)^2).",
+        flag_values=fv,
+    )
+    flags.DEFINE_float(
+        "target_params", None, "Eq. 1 parameter target (instead of --target_madds).", flag_values=fv
+    )
     flags.DEFINE_integer(
         "stage1_resolution", None, "Stage-1 image size (default: half).", flag_values=fv
     )
-    flags.DEFINE_integer("stage1_train_examples", None, "Stage-1 training images "
-                                 "(default min(N, max(1000, N/10))).", flag_values=fv)
+    flags.DEFINE_integer(
+        "stage1_train_examples",
+        None,
+        "Stage-1 training images (default min(N, max(1000, N/10))).",
+        flag_values=fv,
+    )
     flags.DEFINE_integer("stage1_population", 6, "Stage-1 population P.", flag_values=fv)
     flags.DEFINE_integer("stage1_sample", 3, "Stage-1 tournament size S.", flag_values=fv)
-    flags.DEFINE_integer("stage1_candidates", None, "Stage-1 candidates (default 12, "
-                                     "or until its budget share is spent).", flag_values=fv)
+    flags.DEFINE_integer(
+        "stage1_candidates",
+        None,
+        "Stage-1 candidates (default 12, or until its budget share is spent).",
+        flag_values=fv,
+    )
     flags.DEFINE_integer(
         "stage1_topk", 1, "Stage-1 models retrained for the basic model.", flag_values=fv
     )
     flags.DEFINE_integer("stage1_retrain_epochs", 2, "Stage-1 retraining epochs.", flag_values=fv)
-    flags.DEFINE_integer("stage2_train_examples", None, "Stage-2 training images "
-                                 "(default min(N, max(2000, N/7))).", flag_values=fv)
+    flags.DEFINE_integer(
+        "stage2_train_examples",
+        None,
+        "Stage-2 training images (default min(N, max(2000, N/7))).",
+        flag_values=fv,
+    )
     flags.DEFINE_integer(
         "stage2_population", 6, "Stage-2 population P (offspring).", flag_values=fv
     )
     flags.DEFINE_integer("stage2_sample", 3, "Stage-2 tournament size S.", flag_values=fv)
-    flags.DEFINE_integer("stage2_candidates", None, "Stage-2 candidates (default 12, "
-                                     "or until its budget share is spent).", flag_values=fv)
+    flags.DEFINE_integer(
+        "stage2_candidates",
+        None,
+        "Stage-2 candidates (default 12, or until its budget share is spent).",
+        flag_values=fv,
+    )
     flags.DEFINE_integer(
         "topk", 1, "Stage-2 models retrained on all training images.", flag_values=fv
     )
-    flags.DEFINE_integer("retrain_epochs", 3, "Final retraining epochs (at most, under "
-                                    "a time budget).", flag_values=fv)
+    flags.DEFINE_integer(
+        "retrain_epochs",
+        3,
+        "Final retraining epochs (at most, under a time budget).",
+        flag_values=fv,
+    )
     flags.DEFINE_float("retrain_learning_rate", 0.1, "Retraining peak LR (cosine).", flag_values=fv)
     flags.DEFINE_integer(
         "retrain_train_examples", None, "Cap on retraining images.", flag_values=fv
     )
-    flags.DEFINE_bool("transfer_weights", True, "Stage-2 offspring inherit the "
-                                          "basic model's weights.", flag_values=fv)
+    flags.DEFINE_bool(
+        "transfer_weights",
+        True,
+        "Stage-2 offspring inherit the basic model's weights.",
+        flag_values=fv,
+    )
     flags.DEFINE_bool("export", True, "Export the winner (SavedModel + TFLite).", flag_values=fv)
     flags.DEFINE_integer("qat_epochs", 1, "Quantization-aware fine-tuning epochs.", flag_values=fv)
     flags.DEFINE_integer("qat_samples", 5000, "Images per QAT epoch.", flag_values=fv)
     flags.DEFINE_integer("verbose", 0, "Trainer verbosity per candidate.", flag_values=fv)
-    flags.DEFINE_bool("allow_flag_change", False, "Resume a run dir with other settings "
-                               "(the change is recorded in config.json).", flag_values=fv)
+    flags.DEFINE_bool(
+        "allow_flag_change",
+        False,
+        "Resume a run dir with other settings (the change is recorded in config.json).",
+        flag_values=fv,
+    )
     flags.DEFINE_bool("deterministic_ops", False, "TensorFlow deterministic ops.", flag_values=fv)
     train_flags.define_data_flags(fv)
     train_flags.define_train_flags(fv)

@@ -81,14 +81,16 @@ def _score(stage: Stage, record: CandidateRecord) -> Optional[float]:
                            stage.config.alpha, stage.config.beta)
 
 
+def stored_weights_path(run: RunDir, cid: int) -> str:
+    """The weights file of candidate `cid` (a duplicate's: its source's)."""
+    src = run.candidates()[cid].get("duplicate_of")
+    return run.weights_path(cid if src is None else src)
+
+
 def run_context(run: RunDir, strategy: Strategy) -> RunContext:
     """What `strategy` may read of `run` (see `RunContext`)."""
-    def weights_path(cid: int) -> str:
-        rec = run.candidates()[cid]
-        src = rec.get("duplicate_of")
-        return run.weights_path(cid if src is None else src)
-
-    return RunContext(weights_path=weights_path, cache_dir=run.file(strategy.name),
+    return RunContext(weights_path=lambda cid: stored_weights_path(run, cid),
+                      cache_dir=run.file(strategy.name),
                       read_file=lambda name: atomic.read_json(run.file(strategy.name, name)))
 
 
@@ -228,8 +230,7 @@ class _Loop:
                                              proposal.inherited_weights)
         if proposal.parent is not None:
             parent_rec = CandidateRecord.from_json(run.candidates()[proposal.parent])
-            path = run.weights_path(proposal.parent if parent_rec.trained
-                                    else parent_rec.duplicate_of)
+            path = stored_weights_path(run, proposal.parent)
             parent_weights = path if os.path.exists(path) else None
             parent_arch = parent_rec.spec(stage.space)
         train_cfg = stage.train
