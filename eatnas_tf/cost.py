@@ -19,6 +19,9 @@ _ARCH = flags.DEFINE_string("arch", None, "Architecture: text form, JSON or a fi
                             required=True)
 _SPACE = flags.DEFINE_enum("space", "cifar10", list(space_lib.SPACES),
                            "Search space: strides, stem/head, channel mode and defaults.")
+_CHANNEL_MODE = flags.DEFINE_enum("channel_mode", None, ["relative", "mbv2"],
+                                  "How widths give channels (default: the space's): relative "
+                                  "= N_out / N_in (paper), mbv2 = MobileNetV2 bases x width.")
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", None, "Input size (default: the space's).",
                                    lower_bound=1)
 _NUM_CLASSES = flags.DEFINE_integer("num_classes", None, "Classes (default: the space's).",
@@ -34,7 +37,7 @@ _LATENCY_TABLE = flags.DEFINE_string(
 def main(argv):
     if len(argv) > 1:
         raise cli.UsageError(f"unexpected arguments {argv[1:]}; pass everything as --flags")
-    space = space_lib.get_space(_SPACE.value)
+    space = space_lib.get_space(_SPACE.value, _CHANNEL_MODE.value)
     arch = codec.parse_arch(_ARCH.value, **space.arch_defaults())
     overrides = {k: v for k, v in (("image_size", _IMAGE_SIZE.value),
                                    ("num_classes", _NUM_CLASSES.value),

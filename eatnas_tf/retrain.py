@@ -25,6 +25,9 @@ _ARCH = flags.DEFINE_string("arch", None, "Architecture: text form, JSON or a fi
                             required=True)
 _SPACE = flags.DEFINE_enum("space", "fashion_mnist", list(space_lib.SPACES),
                            "Search space: strides, stem/head and channel mode.")
+_CHANNEL_MODE = flags.DEFINE_enum("channel_mode", None, ["relative", "mbv2"],
+                                  "How widths give channels (default: the space's): relative "
+                                  "= N_out / N_in (paper), mbv2 = MobileNetV2 bases x width.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Output directory (resumed if it exists).",
                                   required=True)
 _AUX_HEAD = flags.DEFINE_bool("aux_head", False, "Train with the auxiliary tower (paper §4.1).")
@@ -38,7 +41,7 @@ train_flags.define_train_flags()
 def main(argv):
     if len(argv) > 1:
         raise cli.UsageError(f"unexpected arguments {argv[1:]}; pass everything as --flags")
-    space = space_lib.get_space(_SPACE.value)
+    space = space_lib.get_space(_SPACE.value, _CHANNEL_MODE.value)
     arch = codec.parse_arch(_ARCH.value, **space.arch_defaults())
     data_cfg = train_flags.data_config_from_flags(split="final", seed=_SEED.value)
     train_cfg = train_flags.train_config_from_flags(seed=_SEED.value)

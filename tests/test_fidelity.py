@@ -2,6 +2,7 @@
 promotions, EAT-NAS' architecture-only ImageNet transfer and the two-stage paper run,
 Γ = "normal" initialisation, EPNAS' Nesterov prediction, Eq. 1 / Eq. 3 exponents."""
 
+import dataclasses
 import json
 import math
 import os
@@ -259,6 +260,16 @@ def test_two_stage_paper_commands_on_mock_data(tmp_path):
     assert r2["basic_source"] == "topk[0]" and r2["basic_arch"] == r1["topk"][0]["arch"]
     assert r2["basic_id"] == r1["topk"][0]["id"]
     assert r2["space"] == "imagenet"
+    # the paper's width factor (N_out / N_in) on both stages: the basic model's widths, and so
+    # its per-block channels, carry over; the run records the mode it ran with
+    mapped = [line for line in out.splitlines() if line.startswith("transfer:")]
+    assert mapped[0].startswith("transfer: basic model (relative, stem 32) -> space imagenet "
+                                "(relative, stem 32): per-block channels kept"), mapped
+    m = r2["basic_mapping"]
+    assert (m["exact"], m["channel_mode"], m["arch"]) == (True, "relative", r2["basic_arch"])
+    assert r2["basic_space"] == "cifar10" and m["channels"] == m["basic_channels"]
+    cfg = json.load(open(os.path.join(s2, "config.json")))["config"]
+    assert cfg["stage"]["space"]["channel_mode"] == "relative"
     # architecture only: no basic-model weights written, no offspring inherits any
     assert not os.path.exists(os.path.join(s2, "basic_weights.npz"))
     recs = [json.loads(line) for line in open(os.path.join(s2, "candidates.jsonl"))]
@@ -390,21 +401,153 @@ def test_reduced_resolution_crops_at_full_size_then_resizes():
     assert next(iter(data.val))[0].shape[1:] == (4, 4, 1)
 
 
-# -- 4 (part). Both channel modes of the ImageNet layout: exact parameter counts -----------------
-@pytest.mark.parametrize("mode", ["mbv2", "relative"])
-def test_imagenet_channel_modes_count_params_exactly(mode):
-    import dataclasses
+# -- 4. The ImageNet width factor: both channel modes, the transfer's channel mapping -------------
+IMAGENET_MODES = ("mbv2", "relative")
 
+
+@pytest.mark.parametrize("mode", IMAGENET_MODES)
+def test_imagenet_channel_modes_count_params_exactly(mode):
     import keras
 
     from eatnas_tf.arch.cost import count
+    from eatnas_tf.model import naming as N
     from eatnas_tf.model.builder import build_model
 
-    space = space_lib.get_space("imagenet")
-    macro = space.macro.with_(image_size=32)  # parameters do not depend on the input size
-    for seed in range(2):
-        arch = dataclasses.replace(space.sample(random.Random(seed)), channel_mode=mode)
+    space = space_lib.get_space("imagenet", channel_mode=mode)
+    assert space.channel_mode == mode and space.name == "imagenet"
+    # global average pooling before the dense logits: parameters do not depend on the input
+    # size, so a 32x32 build stands in for 224x224 (the analytic counts agree too)
+    macro = space.macro.with_(image_size=32)
+    archs = [space.sample(random.Random(seed)) for seed in range(3)]
+    archs.append(dataclasses.replace(archs[0], shortcut="projection"))
+    for arch in archs:
+        assert space.contains(dataclasses.replace(arch, shortcut="identity"))
+        assert arch.channel_mode == mode
+        want = count(arch, space.macro).params
+        assert count(arch, macro).params == want
         model = build_model(arch, macro)
-        assert count(arch, macro).params == model.count_params(), (mode, codec.to_text(arch))
+        assert model.count_params() == want, (mode, codec.to_text(arch))
+        # the built network has the mode's per-block channels
+        last = {N.parse_layer_name(layer.name)[0]: layer.get_weights()[0].shape[-1]
+                for layer in model.layers if layer.name.endswith("_" + N.PROJECT)}
+        assert tuple(last[b] for b in sorted(last)) == arch.block_channels()
         del model
         keras.backend.clear_session()
+    # the same text is a different network in the other mode
+    other = space_lib.get_space("imagenet", [m for m in IMAGENET_MODES if m != mode][0])
+    text = codec.to_text(archs[1])
+    assert (codec.parse_arch(text, **other.arch_defaults()).block_channels()
+            != archs[1].block_channels())
+
+
+def test_block7_widths_under_the_total_expansion_constraint():
+    """Paper §4.2: total expansion (block 7 channels / 32 stem channels) in [8, 16].
+
+    mbv2: block 7 has int(320 x w) channels whatever the other blocks, so 320 w / 32 = 10 w
+    in [8, 16] leaves w7 in {1.0, 1.5} for every prefix, and blocks 1-6 are unconstrained.
+    relative: the total expansion is the product of the seven widths, so block 7 may take
+    each of the four widths (prefix product 16..32 for 0.5 down to 4..8 for 2.0) and,
+    given blocks 1-6, one to three of them (three when the prefix product is 8: 1.0, 1.5,
+    2.0 give 8, 12, 16)."""
+    import collections
+    import itertools
+
+    from eatnas_tf.arch.spec import WIDTHS, BlockSpec, InvalidArchitectureError
+
+    depths = (2, 2, 2, 3, 3, 2, 2)  # 16 layers, inside [16, 18]
+    allowed = {}
+    for mode in IMAGENET_MODES:
+        space = space_lib.get_space("imagenet", mode)
+        per_prefix = collections.defaultdict(set)
+        for ws in itertools.product(WIDTHS, repeat=7):
+            try:
+                arch = space.make(BlockSpec("mb6", 3, False, w, d) for w, d in zip(ws, depths))
+            except InvalidArchitectureError:
+                continue
+            if space.contains(arch):
+                per_prefix[ws[:6]].add(ws[6])
+        allowed[mode] = per_prefix
+    mbv2, rel = allowed["mbv2"], allowed["relative"]
+    assert len(mbv2) == 4 ** 6 and all(v == {1.0, 1.5} for v in mbv2.values())
+    assert set().union(*rel.values()) == set(WIDTHS)
+    assert max(len(v) for v in rel.values()) == 3
+    assert rel[(2.0, 2.0, 2.0, 1.0, 1.0, 1.0)] == {1.0, 1.5, 2.0}  # prefix product 8
+    assert rel[(2.0, 2.0, 2.0, 2.0, 1.0, 1.0)] == {0.5, 1.0}  # 16: 8 and 16
+    assert rel[(2.0, 2.0, 1.0, 1.0, 1.0, 1.0)] == {2.0}  # 4: only 8
+
+
+def test_channel_mode_flag_reaches_space_config_and_resume_check(tmp_path):
+    from absl import flags as absl_flags
+
+    from eatnas_tf.search import flags as search_flags
+    from eatnas_tf.search.experiment import SearchExperiment
+    from eatnas_tf.search.run_dir import RunDir, RunDirError
+
+    def experiment(*argv):
+        fv = absl_flags.FlagValues()
+        search_flags.define_search_flags(fv)
+        fv(["prog", f"--run_dir={tmp_path / 'run'}", "--dataset=digits", *argv])
+        return search_flags.experiment_from_flags("search", fv)
+
+    assert experiment("--space=imagenet").stage.space.channel_mode == "mbv2"  # the default
+    rel = experiment("--space=imagenet", "--channel_mode=relative")
+    assert rel.stage.space == space_lib.get_space("imagenet", "relative")
+    assert experiment("--space=cifar10").stage.space.channel_mode == "relative"
+    assert rel.to_dict()["stage"]["space"]["channel_mode"] == "relative"
+    run = RunDir(str(tmp_path / "run"))
+    run.check_config(rel.to_dict())
+    run.check_config(experiment("--space=imagenet", "--channel_mode=relative").to_dict())
+    with pytest.raises(RunDirError, match=r"stage\.space\.channel_mode \"relative\" -> \"mbv2\""):
+        run.check_config(experiment("--space=imagenet", "--channel_mode=mbv2").to_dict())
+    # a seed architecture is read in the chosen mode
+    seed = codec.to_text(space_lib.get_space("imagenet", "relative").sample(random.Random(0)))
+    exp = experiment("--space=imagenet", "--channel_mode=relative", f"--seed_arch={seed}")
+    assert isinstance(exp, SearchExperiment)
+    with pytest.raises(absl_flags.IllegalFlagValueError):
+        experiment("--channel_mode=absolute")
+    with pytest.raises(space_lib.InvalidArchitectureError, match="channel_mode: received 'x'"):
+        space_lib.get_space("imagenet", "x")
+    # the paper flagfiles: the search and the retraining read widths as N_out / N_in
+    assert _flagfile("eat_imagenet_search.cfg")["channel_mode"] == "relative"
+    assert _flagfile("eat_imagenet_retrain.cfg")["channel_mode"] == "relative"
+
+
+def test_transfer_maps_the_basic_models_channels():
+    from eatnas_tf.arch import channel_map
+    from eatnas_tf.arch.spec import MBV2_BASE_CHANNELS
+
+    cifar = space_lib.get_space("cifar10")
+    rel = space_lib.get_space("imagenet", "relative")
+    mbv2 = space_lib.get_space("imagenet", "mbv2")
+    for seed in range(8):
+        basic = cifar.sample(random.Random(seed))
+        # relative: the widths carry over, every block keeps its output channels
+        m = channel_map.map_channels(basic, rel)
+        assert m.exact and m.arch.blocks == basic.blocks
+        assert m.arch.block_channels() == basic.block_channels()
+        assert m.arch.channel_mode == "relative"
+        assert m.lines()[0].startswith("transfer: basic model (relative, stem 32) -> space "
+                                       "imagenet (relative, stem 32): per-block channels kept")
+        # mbv2: the nearest allowed width per block; what changed is reported
+        m = channel_map.map_channels(basic, mbv2)
+        want = basic.block_channels()
+        for i, (b, row) in enumerate(zip(m.arch.blocks, m.rows)):
+            best = min(abs(int(MBV2_BASE_CHANNELS[i] * w) - want[i]) for w in mbv2.widths)
+            assert abs(row.channels - want[i]) == best
+            assert (b.op, b.kernel, b.skip, b.depth) == (basic.blocks[i].op,
+                                                         basic.blocks[i].kernel,
+                                                         basic.blocks[i].skip,
+                                                         basic.blocks[i].depth)
+        assert [r.channels for r in m.rows] == list(m.arch.block_channels())
+        changed = {r.block for r in m.changed}
+        listed = {int(line.split("block ")[1].split(":")[0]) for line in m.lines()[1:]
+                  if "block " in line}
+        assert changed <= listed
+        assert m.as_dict()["changed"] == [dataclasses.asdict(r) for r in m.changed]
+        # already in the target space: the identity
+        same = channel_map.map_channels(m.arch, mbv2)
+        assert same.exact and same.arch == m.arch
+    # a CIFAR-10 basic model read as-is in the mbv2 space would be another network
+    assert any(codec.parse_arch(codec.to_text(cifar.sample(random.Random(s))),
+                                **mbv2.arch_defaults()).block_channels()
+               != cifar.sample(random.Random(s)).block_channels() for s in range(3))

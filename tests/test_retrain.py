@@ -51,6 +51,7 @@ def _parse(argv):
     train_flags.define_data_flags(fv)  # safe to call again
     train_flags.define_train_flags(fv)
     flags.DEFINE_string("space", None, "", flag_values=fv)
+    flags.DEFINE_string("channel_mode", None, "", flag_values=fv)
     flags.DEFINE_bool("aux_head", False, "", flag_values=fv)
     flags.DEFINE_float("dropout", 0.0, "", flag_values=fv)
     fv(["prog"] + argv)

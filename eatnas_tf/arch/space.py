@@ -19,6 +19,7 @@ from typing import Dict, List, Optional, Tuple
 
 from eatnas_tf.arch import cost as cost_lib
 from eatnas_tf.arch.spec import (
+    CHANNEL_MODES,
     DEPTHS,
     KERNELS,
     NUM_BLOCKS,
@@ -72,6 +73,10 @@ class SearchSpace:
     max_madds: Optional[float] = None
 
     def __post_init__(self):
+        if self.channel_mode not in CHANNEL_MODES:
+            raise InvalidArchitectureError(
+                f"channel_mode: received {self.channel_mode!r}; allowed values: "
+                f"{', '.join(CHANNEL_MODES)}")
         if self.cost_metric not in COST_METRICS:
             raise ValueError(f"cost_metric: received {self.cost_metric!r}; allowed values: "
                              f"{', '.join(COST_METRICS)}")
@@ -171,7 +176,9 @@ SPACES: Dict[str, SearchSpace] = {
         stem=32, head=1280, channel_mode="relative", total_expansion=(4, 10),
         cost_metric="params", target=3.0e6),
     # Paper §4.2: 224×224, stride-2 stem, downsample in blocks 2, 3, 4, 6, 16-18 layers,
-    # total expansion in [8, 16], 500M MAdds; channels as the official code (mbv2 bases).
+    # total expansion in [8, 16], 500M MAdds. Default channels as the official code (mbv2
+    # bases × width); the paper's width N_out / N_in is `with_channel_mode(.., "relative")`
+    # (`--channel_mode=relative`, the paper flagfiles).
     "imagenet": SearchSpace(
         name="imagenet", macro=cost_lib.MacroSpec(224, 3, 1000, 2, (1, 2, 2, 2, 1, 2, 1)),
         stem=32, head=1280, channel_mode="mbv2", layers=(16, 18), total_expansion=(8, 16),
@@ -189,9 +196,28 @@ SPACES: Dict[str, SearchSpace] = {
 }
 
 
-def get_space(name: str) -> SearchSpace:
+def with_channel_mode(space: SearchSpace, channel_mode: Optional[str]) -> SearchSpace:
+    """`space` with its blocks' channels read in `channel_mode` (None: unchanged).
+
+    "relative": block i has int(block i-1 × width) channels, the paper's width factor
+    N_out / N_in (§3.2, §3.4); "mbv2": int(MobileNetV2's base channels of block i × width),
+    as the official EAT-NAS code builds the ImageNet space. Everything else (strides,
+    constraints, target) stays, so the same encoding text is a different network in each
+    mode; the mode is part of the space's config (config.json, resume checks).
+    """
+    if channel_mode is None or channel_mode == space.channel_mode:
+        return space
+    if channel_mode not in CHANNEL_MODES:
+        raise InvalidArchitectureError(f"channel_mode: received {channel_mode!r}; allowed "
+                                       f"values: {', '.join(CHANNEL_MODES)}")
+    return dataclasses.replace(space, channel_mode=channel_mode)
+
+
+def get_space(name: str, channel_mode: Optional[str] = None) -> SearchSpace:
+    """The registered space `name`, in `channel_mode` (None: the space's own)."""
     try:
-        return SPACES[name]
+        space = SPACES[name]
     except KeyError:
         raise InvalidArchitectureError(
             f"space: received {name!r}; allowed values: {', '.join(SPACES)}") from None
+    return with_channel_mode(space, channel_mode)

@@ -18,7 +18,7 @@ from absl import flags
 from eatnas_tf import cli
 from eatnas_tf.arch import codec
 from eatnas_tf.arch import space as space_lib
-from eatnas_tf.arch.spec import InvalidArchitectureError
+from eatnas_tf.arch.spec import CHANNEL_MODES, InvalidArchitectureError
 from eatnas_tf.data import sources
 from eatnas_tf.econas import flags as econas_flags
 from eatnas_tf.epnas import flags as epnas_flags
@@ -42,6 +42,10 @@ def define_search_flags(fv=flags.FLAGS) -> None:
                       "Search strategy.", flag_values=fv)
     flags.DEFINE_enum("space", "fashion_mnist", list(space_lib.SPACES), "Search space.",
                       flag_values=fv)
+    flags.DEFINE_enum("channel_mode", None, list(CHANNEL_MODES),
+                      "How block widths give channels (default: the space's; imagenet: mbv2): "
+                      "relative = N_out / N_in (the paper's width factor), mbv2 = MobileNetV2 "
+                      "base channels x width (the official code).", flag_values=fv)
     flags.DEFINE_integer("seed", 0, "Run seed: the same seed gives the same candidates.",
                          flag_values=fv)
     flags.DEFINE_integer("population", d.population, "Population size P (paper: 64).",
@@ -152,11 +156,16 @@ def strategy_options(strategy: str, fv=flags.FLAGS):
     return None
 
 
+def space_from_flags(fv=flags.FLAGS):
+    """The `--space` in `--channel_mode` (None: the space's own mode)."""
+    return _usage(space_lib.get_space, fv.space, fv.channel_mode)
+
+
 def stage_from_flags(name: str, fv=flags.FLAGS, **search_overrides) -> Stage:
     """The stage the flags describe; bad values raise `cli.UsageError` (one line)."""
     if not fv.run_dir:
         raise cli.UsageError("run_dir: required; allowed values: a directory path")
-    space = _usage(space_lib.get_space, fv.space)
+    space = space_from_flags(fv)
     cfg = search_config(fv, **search_overrides)
     for a in cfg.seed_archs:
         _usage(codec.parse_arch, a, **space.arch_defaults())
