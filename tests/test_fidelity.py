@@ -551,3 +551,31 @@ def test_transfer_maps_the_basic_models_channels():
     assert any(codec.parse_arch(codec.to_text(cifar.sample(random.Random(s))),
                                 **mbv2.arch_defaults()).block_channels()
                != cifar.sample(random.Random(s)).block_channels() for s in range(3))
+
+
+def test_transfer_binary_reads_basic_arch_in_its_own_space(tmp_path):
+    """`--basic_arch` + `--basic_space`: the mapping is printed before anything runs (here a
+    bad --target then stops the command, exit 2, no run dir)."""
+    basic = ("mb6_k3_w2.0_d2,mb3_k5_w1.0_d3,mb6_k3_w1.5_d3,mb6_k5_w1.0_d3,mb6_k3_w1.5_d2,"
+             "mb6_k5_w1.0_d2,sep_k3_w1.0_d1")
+    run = tmp_path / "run"
+
+    def transfer(*args):
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT, CUDA_VISIBLE_DEVICES="")
+        p = subprocess.run([sys.executable, "-m", "eatnas_tf.transfer", f"--run_dir={run}",
+                            "--space=imagenet", f"--basic_arch={basic}", "--dataset=digits",
+                            "--target=-1", *args], cwd=ROOT, env=env, capture_output=True,
+                           text=True, timeout=300)
+        assert p.returncode == 2 and "target: received -1" in p.stderr, p.stderr[-2000:]
+        return [line for line in p.stdout.splitlines() if line.startswith("transfer:")]
+
+    lines = transfer("--basic_space=cifar10", "--channel_mode=mbv2")
+    assert lines[0] == ("transfer: basic model (relative, stem 32) -> space imagenet (mbv2, "
+                        "stem 32): per-block channels [64, 64, 96, 96, 144, 144, 144] -> "
+                        "[32, 48, 64, 96, 144, 160, 160] (5 of 7 blocks changed: nearest "
+                        "allowed width)")
+    assert "transfer:   block 7: 144 -> 160 channels (w1.0 -> w0.5)" in lines
+    lines = transfer("--basic_space=cifar10", "--channel_mode=relative")
+    assert "per-block channels kept [64, 64, 96, 96, 144, 144, 144] (widths carried over)" in (
+        lines[0])
+    assert not run.exists()
