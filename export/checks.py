@@ -1,14 +1,17 @@
 """The checks of an export, each a function returning values for the report.
 
   keras_reference   the Keras model's logits and accuracy on the held-out images
-  saved_model       the SavedModel against Keras (max |Δlogit|), the tf.Example signature
-                    against `serving_default`, accuracy, size
-  tflite_file       one TFLite file in LiteRT: accuracy, drop vs Keras (points), max
-                    |Δlogit|, input convention, MAdds read from the graph vs analytic
+  saved_model       the SavedModel against Keras (max |Δlogit| of `serving_images`),
+                    `serving_default` on the held-out images as PNG files and the
+                    tf.Example signature against `serving_images`, accuracy, size
+  tflite_file       one TFLite file in LiteRT (grey images fed as RGB, as an app sends
+                    them): accuracy, drop vs Keras (points), max |Δlogit|, input
+                    convention, MAdds read from the graph vs analytic
   latency           LiteRT latency of every file, formats timed round-robin
   size_ratios       each file's size over fp32's
-  summary           the pass/fail table: parity, tf.Example, MAdds (graph and search
-                    claim), int8 ≤ ¼ fp32, QAT drop ≤ 1 pt
+  summary           the pass/fail table: parity, image bytes, tf.Example, raw uint8
+                    RGB inputs and float32 outputs of every file, MAdds (graph and
+                    search claim), int8 ≤ ¼ fp32, QAT drop ≤ 1 pt
   blessing          BLESSED when the SavedModel reaches the threshold and parity holds
 """
 
@@ -27,7 +30,8 @@ from export.plan import ExportConfig, ExportData
 
 INT8_SIZE_RATIO_MAX = 0.25
 QAT_DROP_MAX_PTS = 1.0
-PARITY_CHECKS = ("saved_model_parity", "tf_example_signature", "fp32_parity")
+PARITY_CHECKS = ("saved_model_parity", "image_bytes_signature", "tf_example_signature",
+                 "fp32_parity")
 
 
 def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
@@ -60,15 +64,20 @@ def saved_model(path: str, data: ExportData, keras: Dict[str, Any]) -> Dict[str,
     import tensorflow as tf
 
     loaded = tf.saved_model.load(path)
-    logits = sm_lib.predict_logits(loaded, data.x_test)
+    logits = sm_lib.predict_logits(loaded, data.x_test, signature=sm_lib.SERVING_IMAGES)
+    png = sm_lib.encode_png(data.x_test)  # what a client sends serving_default
+    bytes_logits = sm_lib.predict_logits(loaded, png, signature=sm_lib.SERVING_DEFAULT)
     n_ex = min(64, len(data.x_test))
     examples = np.array([sm_lib.make_example(im) for im in data.x_test[:n_ex]], dtype=object)
     ex_logits = sm_lib.predict_logits(loaded, examples, signature=sm_lib.SERVING_TF_EXAMPLE)
     acc = accuracy(logits, data.y_test)
+    bytes_acc = accuracy(bytes_logits, data.y_test)
     return {
         "signatures": sorted(loaded.signatures.keys()),
         "accuracy": acc, "accuracy_drop_pts": drop_pts(keras["accuracy"], acc),
         "max_abs_logit_diff": float(np.abs(logits - keras["logits"]).max()),
+        "image_bytes_format": "png", "image_bytes_accuracy": bytes_acc,
+        "image_bytes_max_abs_diff": float(np.abs(bytes_logits - logits).max()),
         "tf_example_max_abs_diff": float(np.abs(ex_logits - logits[:n_ex]).max()),
         "size_bytes": dir_size(path, exclude_ext=(".tflite", ".json", ".md", ".txt")),
     }
@@ -110,7 +119,13 @@ def summary(sm: Dict[str, Any], formats: Dict[str, Dict[str, Any]], config: Expo
     tol = config.parity_tolerance
     return {
         "saved_model_parity": sm["max_abs_logit_diff"] <= tol,
+        "image_bytes_signature": (sm["image_bytes_max_abs_diff"] <= tol
+                                  if "image_bytes_max_abs_diff" in sm else None),
         "tf_example_signature": sm["tf_example_max_abs_diff"] <= tol,
+        "tflite_inputs_raw_rgb": (all(f["input"].get("raw_pixels") for f in formats.values())
+                                  if formats else None),
+        "tflite_outputs_float32": (all(f["input"].get("output_dtype") == "float32"
+                                       for f in formats.values()) if formats else None),
         "fp32_parity": (formats["fp32"]["max_abs_logit_diff"] <= tol
                         if "fp32" in formats else None),
         "madds_agree": (all(f["madds_check"]["agree"] for f in formats.values())

@@ -2,7 +2,8 @@
 
 Every entry turns (plan, Keras model, export data) into the file's bytes plus facts for
 the report (the QAT entry's fine-tuning history); the conversions themselves are in
-`tflite.py`. A new format is one function and one row:
+`tflite.py`. Every file takes the app's raw uint8 RGB pixels (`ServingSpec.app_shape`)
+and returns float32 logits. A new format is one function and one row:
 
     CONVERTERS["fp32"].convert(plan, model, data)   # Converted(blob=b"TFL3...", facts={})
     CONVERTERS["fp32"].filename                      # "model_fp32.tflite"
@@ -50,8 +51,10 @@ def _int8(plan: ExportPlan, model, data: ExportData) -> Converted:
 def _qat(plan: ExportPlan, model, data: ExportData) -> Converted:
     qat_model = tflite_lib.build_qat_model(model, plan.arch, plan.macro, image_size=plan.size)
     hist = tflite_lib.finetune_qat(qat_model, data.x_qat, data.y_qat, data.spec, plan.config.qat)
-    return Converted(tflite_lib.convert_qat(qat_model, data.spec, plan.config.int8_io),
-                     {"qat_history": hist, "qat_samples": int(len(data.y_qat))})
+    return Converted(tflite_lib.convert_qat(qat_model, data.spec, plan.config.int8_io,
+                                            representative=data.x_rep),
+                     {"qat_history": hist, "qat_samples": int(len(data.y_qat)),
+                      "representative_samples": int(len(data.x_rep))})
 
 
 CONVERTERS: Dict[str, Converter] = {

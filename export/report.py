@@ -1,10 +1,12 @@
 """The export report: `export_report.json`, a Markdown table, and the run's "## Export".
 
 `export_report.json` (one per version directory) holds, per format, accuracy on held-out
-data, the drop against the Keras model, file size, parity, MAdds read from the graph and
-LiteRT latency at each thread count (docs/design.md §4). `to_markdown` renders the same numbers
-for people; `update_run_report` puts them under an "## Export" heading of the run's
-`report.md`, replacing an older one, so re-exporting is idempotent.
+data, the drop against the Keras model, file size, parity, the input convention (dtype,
+shape, quantization), MAdds read from the graph and LiteRT latency at each thread count
+(docs/design.md §4), and the SavedModel's accuracy through its image-bytes signature.
+`to_markdown` renders the same numbers for people; `update_run_report` puts them under an
+"## Export" heading of the run's `report.md`, replacing an older one, so re-exporting is
+idempotent.
 """
 
 from __future__ import annotations
@@ -36,6 +38,19 @@ def _kb(n) -> str:
     return _fmt(None if n is None else n / 1024.0, ",.1f")
 
 
+def input_text(desc: Dict[str, Any]) -> str:
+    """A TFLite file's input for the table, e.g. "raw uint8 N×28×28×3 (scale 1, zp 0)"."""
+    if not desc:
+        return "–"
+    shape = "×".join("N" if int(v) < 0 else str(v) for v in desc.get("shape", []))
+    kind = {"raw_uint8": "raw uint8", "uint8_quantized": "quantized uint8",
+            "float32": "float32 pixels"}.get(desc.get("kind"), str(desc.get("kind")))
+    text = f"{kind} {shape}".strip()
+    if desc.get("scale") is not None:
+        text += f" (scale {desc['scale']:g}, zp {desc.get('zero_point')})"
+    return text
+
+
 def format_table(report: Dict[str, Any]) -> str:
     """One Markdown table: a row per format (Keras, SavedModel, then the TFLite files)."""
     threads = report.get("latency_threads", [])
@@ -46,22 +61,45 @@ def format_table(report: Dict[str, Any]) -> str:
     rows.append(["keras", "normalised float", _pct(keras_acc), "0.00", "0", "–", "–",
                  _fmt(report.get("madds"), ",")] + ["–"] * len(threads))
     sm = report.get("saved_model", {})
-    rows.append(["saved_model", "raw uint8 / tf.Example", _pct(sm.get("accuracy")),
+    rows.append(["saved_model (`serving_images`)", "raw uint8", _pct(sm.get("accuracy")),
                  _fmt(sm.get("accuracy_drop_pts"), ".2f"),
                  _fmt(sm.get("max_abs_logit_diff"), ".2e"),
                  _kb(sm.get("size_bytes")), "–", "–"] + ["–"] * len(threads))
+    if sm.get("image_bytes_accuracy") is not None:
+        bacc = sm["image_bytes_accuracy"]
+        rows.append(["saved_model (`serving_default`)",
+                     f"{sm.get('image_bytes_format', 'image').upper()} bytes", _pct(bacc),
+                     _fmt(None if keras_acc is None else 100.0 * (keras_acc - bacc), ".2f"),
+                     _fmt(sm.get("image_bytes_max_abs_diff"), ".2e") + " vs uint8", "–", "–",
+                     "–"] + ["–"] * len(threads))
     for name, f in report.get("formats", {}).items():
         lat = f.get("latency", {})
         cells = []
         for t in threads:
             lt = lat.get(str(t))
             cells.append(f"{lt['median_ms']:.3f} / {lt['p90_ms']:.3f}" if lt else "–")
-        rows.append([f"{name} (`{f.get('file')}`)", f.get("input", {}).get("kind", "–"),
+        rows.append([f"{name} (`{f.get('file')}`)", input_text(f.get("input", {})),
                      _pct(f.get("accuracy")), _fmt(f.get("accuracy_drop_pts"), ".2f"),
                      _fmt(f.get("max_abs_logit_diff"), ".2e"), _kb(f.get("size_bytes")),
                      _fmt(f.get("size_ratio_vs_fp32"), ".3f"),
                      _fmt(f.get("graph_madds", {}).get("madds"), ",")] + cells)
     return "\n".join("| " + " | ".join(r) + " |" for r in rows)
+
+
+def _inputs_line(report: Dict[str, Any]) -> str:
+    raw = (report.get("checks") or {}).get("tflite_inputs_raw_rgb")
+    grey = (report.get("macro") or {}).get("in_channels") == 1
+    if raw is None:
+        tfl = "no `.tflite` files"
+    elif raw:
+        tfl = ("every `.tflite` takes raw uint8 RGB pixels [N, H, W, 3] (normalisation"
+               + (" and grey conversion" if grey else "") + " inside) and returns float32 "
+               "logits")
+    else:
+        tfl = "**not every `.tflite` takes raw uint8 RGB pixels** (see the input column)"
+    return (tfl + "; the SavedModel's `serving_default` takes encoded image files "
+            "(`image_bytes`, string [N]: JPEG, PNG, BMP, GIF), `serving_images` uint8 "
+            "pixels, `serving_tf_example` serialized tf.Example")
 
 
 def to_markdown(report: Dict[str, Any], pareto: Optional[Sequence[Dict[str, Any]]] = None,
@@ -82,6 +120,7 @@ def to_markdown(report: Dict[str, Any], pareto: Optional[Sequence[Dict[str, Any]
         f"(accuracy {_pct(b.get('value'))}% vs threshold {_pct(b.get('threshold'))}%"
         + (f"; {'; '.join(b['reasons'])}" if b.get("reasons") else "") + ")",
         f"- version dir: `{report.get('path')}`",
+        f"- inputs: {_inputs_line(report)}",
         "",
         format_table(report),
         "",

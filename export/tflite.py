@@ -1,27 +1,39 @@
 """TFLite conversion of a trained model: fp32, fp16, full-integer int8 and QAT int8.
 
+Every file takes what a phone app has: raw uint8 pixels [N, H, W, 3] (`ServingSpec.app_shape`;
+depth 3 even for a model trained on grey images, which converts to grey inside the graph,
+because MediaPipe's ImageClassifier accepts only depth 3 or 4), with the normalisation
+inside the model, and returns float32 logits. No app-side preprocessing, for any format.
+
 Formats (docs/design.md §4):
-  fp32  `model_fp32.tflite`: float; input raw uint8 images like `serving_default`
-        (preprocessing inside the graph).
-  fp16  `model_fp16.tflite`: fp16 weights, float compute; same raw uint8 input.
+  fp32  `model_fp32.tflite`: float; uint8 input, cast and normalised inside.
+  fp16  `model_fp16.tflite`: fp16 weights, float compute; same uint8 input.
   int8  `model_int8.tflite`: full-integer post-training quantization calibrated on a
-        representative dataset drawn from the training images. Its input is the
-        *normalised* image (preprocessing outside: integer kernels for `x/255 - mean`
-        would only add quantization error), as int8 with the input tensor's
-        (scale, zero_point) when `int8_io` (the default, what phone NPUs want) else float32.
+        representative dataset drawn from the training images. The converter is fed float
+        pixel values in [0, 255] whose first ops are the normalisation (`preprocess_pixels_graph`)
+        and told `inference_input_type=tf.uint8`; the representative set is made to contain
+        a 0 and a 255 pixel, so the calibrated input range is exactly [0, 255] and the
+        input tensor is uint8 with scale 1, zero point 0: raw pixels. `input_is_raw_pixels`
+        checks it on every file (the report says so when a converter did otherwise, and
+        `predict` then quantizes with the file's own parameters). Output: float32
+        (dequantized inside), what MediaPipe's ImageClassifier handles. With
+        `int8_io=False` the input is float32 pixel values in [0, 255] instead.
   qat   `model_qat_int8.tflite`: quantization-aware training. tfmot's `quantize_model`
         rejects Keras 3 models (docs/design.md §5), so the encoding is rebuilt with `tf_keras`
         (`builder_tfkeras`), the weights copied layer by layer, the copy wrapped by
         `tfmot.quantization.keras.quantize_model` and fine-tuned a few epochs, then
-        converted to int8 like `int8` (same input convention).
+        converted to int8 with the same pixel input: the network keeps the ranges its
+        fake-quant nodes learned, the representative set calibrates only the normalisation
+        ops in front of it (which have none).
 
 QAT fine-tuning does not go through the project's Keras 3 trainer (a tf_keras model cannot):
 it is a short `model.fit` with SGD + momentum on the preprocessed training arrays with the
 trainer's loss (sparse categorical cross-entropy on logits). Fine-tuning also initialises
 the fake-quant ranges; an un-fine-tuned QAT model classifies at chance.
 
-`predict` runs any of these files in LiteRT on raw uint8 images, handling each input
-convention, so callers compare formats on the same held-out data.
+`predict` runs any of these files in LiteRT on raw uint8 images (grey ones repeated to the
+file's 3 channels, as an app would send them), so callers compare formats on the same
+held-out data.
 """
 
 from __future__ import annotations
@@ -109,15 +121,43 @@ def convert_float(model, spec: sm_lib.ServingSpec, fp16: bool = False) -> bytes:
         return _convert(make, "fp16" if fp16 else "fp32")
 
 
-def _int8_settings(c, int8_io: bool):
+def _int8_settings(c, int8_io: bool, representative: np.ndarray):
+    """Full-integer settings: int8 builtins only, uint8 pixel input (`int8_io`) or float32,
+    float32 output (dequantized inside), calibrated on `representative` pixels."""
     import tensorflow as tf
 
     c.optimizations = [tf.lite.Optimize.DEFAULT]
     c.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     if int8_io:
-        c.inference_input_type = tf.int8
-        c.inference_output_type = tf.int8
+        c.inference_input_type = tf.uint8
+    c.inference_output_type = tf.float32
+
+    def rep() -> Iterable:
+        for i in range(len(representative)):
+            yield [representative[i:i + 1]]
+
+    c.representative_dataset = rep
     return c
+
+
+def calibration_pixels(images: Optional[np.ndarray], spec: sm_lib.ServingSpec,
+                       seed: int = 0) -> np.ndarray:
+    """The converter's representative set: float32 app pixels [N, H, W, app_channels].
+
+    Grey images are repeated to 3 channels (what the app sends). The first image's first
+    two pixels are set to 0 and 255 in every channel, so the calibrated input range is
+    exactly [0, 255] (scale 1, zero point 0 for the uint8 input) whatever the data's own
+    darkest and brightest pixels. None or no images (a caller with no data, e.g. a
+    latency benchmark): 8 seeded uniform-noise images."""
+    if images is None or len(images) == 0:
+        images = np.random.default_rng(seed).integers(
+            0, 256, size=(8,) + spec.raw_shape, dtype=np.uint8)
+    x = sm_lib.as_app_channels(np.asarray(images, np.uint8), spec.app_channels)
+    x = x.astype(np.float32)  # a copy: the caller's images are not touched
+    flat = x[0].reshape(-1, x.shape[-1])
+    flat[0] = 0.0
+    flat[min(1, len(flat) - 1)] = 255.0
+    return x
 
 
 def convert_int8(model, spec: sm_lib.ServingSpec, representative: np.ndarray,
@@ -126,21 +166,15 @@ def convert_int8(model, spec: sm_lib.ServingSpec, representative: np.ndarray,
 
     Args:
       model: the Keras 3 model (normalised float input → logits).
-      spec: preprocessing used to turn `representative` into model inputs.
+      spec: the preprocessing put in front of it.
       representative: raw uint8 images [N, H, W, C] from the training split.
-      int8_io: int8 input/output tensors (else float32 with quantize/dequantize ops inside).
+      int8_io: uint8 raw-pixel input (scale 1, zero point 0); else float32 pixel values
+        with a quantize op inside. The output is float32 either way.
     """
-    x = sm_lib.preprocess(representative, spec.mean, spec.std, spec.image_size)
-
-    def rep() -> Iterable:
-        for i in range(len(x)):
-            yield [x[i:i + 1]]
-
-    with _scratch_saved_model(model, spec, sm_lib.LOGITS_NORMALIZED) as path:
+    x = calibration_pixels(representative, spec)
+    with _scratch_saved_model(model, spec, sm_lib.LOGITS_PIXELS) as path:
         def make():
-            c = _int8_settings(_from_saved_model(path, sm_lib.LOGITS_NORMALIZED), int8_io)
-            c.representative_dataset = rep
-            return c
+            return _int8_settings(_from_saved_model(path, sm_lib.LOGITS_PIXELS), int8_io, x)
         return _convert(make, "int8")
 
 
@@ -197,44 +231,63 @@ def finetune_qat(qat_model, images: np.ndarray, labels: np.ndarray, spec: sm_lib
     return {k: [float(v) for v in vs] for k, vs in hist.history.items()}
 
 
-def convert_qat(qat_model, spec: sm_lib.ServingSpec, int8_io: bool = True) -> bytes:
-    """int8 TFLite bytes of a fine-tuned QAT model (ranges from its fake-quant nodes)."""
+def convert_qat(qat_model, spec: sm_lib.ServingSpec, int8_io: bool = True,
+                representative: Optional[np.ndarray] = None) -> bytes:
+    """int8 TFLite bytes of a fine-tuned QAT model taking app pixels like `convert_int8`.
+
+    The network's ranges come from its fake-quant nodes; `representative` (raw uint8
+    images, see `calibration_pixels`) calibrates the normalisation ops in front of it."""
     import tensorflow as tf
 
-    @tf.function(input_signature=[tf.TensorSpec((None,) + spec.model_shape, tf.float32,
+    x = calibration_pixels(representative, spec)
+
+    @tf.function(input_signature=[tf.TensorSpec((None,) + spec.app_shape, tf.float32,
                                                 name="image")])
     def serve(image):
-        return {"logits": qat_model(image, training=False)}
+        return {"logits": qat_model(sm_lib.preprocess_pixels_graph(image, spec),
+                                    training=False)}
 
     def make():
         c = tf.lite.TFLiteConverter.from_concrete_functions(
             [serve.get_concrete_function()], qat_model)
-        c.optimizations = [tf.lite.Optimize.DEFAULT]
-        if int8_io:
-            c.inference_input_type = tf.int8
-            c.inference_output_type = tf.int8
-        return c
+        return _int8_settings(c, int8_io, x)
     return _convert(make, "qat int8")
 
 
 # -- running the files -------------------------------------------------------------------
+RAW_QUANTIZATION = (1.0, 0)
+
+
+def input_is_raw_pixels(input_detail) -> bool:
+    """A uint8 input that takes pixel values as they are: not quantized, or quantized with
+    scale 1 and zero point 0 (a quantized value q means the real value q)."""
+    if np.dtype(input_detail["dtype"]) != np.uint8:
+        return False
+    scale, zero = input_detail["quantization"]
+    return (float(scale), int(zero)) in ((0.0, 0), RAW_QUANTIZATION)
+
+
 def input_kind(input_detail) -> str:
-    """"raw_uint8" (preprocessing inside), "float32" (normalised) or "int8" (quantized
-    normalised) — from the input tensor's dtype."""
+    """"raw_uint8" (raw pixels, `input_is_raw_pixels`), "uint8_quantized" (uint8 with other
+    quantization parameters: an app must quantize the pixels itself) or "float32" (pixel
+    values in [0, 255] as floats), from the input tensor."""
     dt = np.dtype(input_detail["dtype"])
-    return {np.dtype(np.uint8): "raw_uint8", np.dtype(np.float32): "float32",
-            np.dtype(np.int8): "int8"}.get(dt, str(dt))
+    if dt == np.uint8:
+        return "raw_uint8" if input_is_raw_pixels(input_detail) else "uint8_quantized"
+    return "float32" if dt == np.float32 else str(dt)
 
 
-def _model_input(raw: np.ndarray, detail, spec: sm_lib.ServingSpec) -> np.ndarray:
+def _model_input(raw: np.ndarray, detail) -> np.ndarray:
+    x = sm_lib.as_app_channels(np.asarray(raw, np.uint8), int(detail["shape"][-1]))
     kind = input_kind(detail)
     if kind == "raw_uint8":
-        return np.ascontiguousarray(raw, np.uint8)
-    x = sm_lib.preprocess(raw, spec.mean, spec.std, spec.image_size)
+        return np.ascontiguousarray(x, np.uint8)
     if kind == "float32":
-        return x
-    scale, zero = detail["quantization"]
-    return np.clip(np.round(x / scale + zero), -128, 127).astype(np.int8)
+        return x.astype(np.float32)
+    scale, zero = detail["quantization"]  # honest fallback: the file's own parameters
+    info = np.iinfo(np.dtype(detail["dtype"]))
+    q = np.round(x.astype(np.float32) / scale + zero)
+    return np.clip(q, info.min, info.max).astype(detail["dtype"])
 
 
 def _model_output(y: np.ndarray, detail) -> np.ndarray:
@@ -251,13 +304,16 @@ def load_interpreter(path: str, num_threads: int = 1):
     return Interpreter(model_path=path, num_threads=num_threads)
 
 
-def predict(path: str, images: np.ndarray, spec: sm_lib.ServingSpec, batch_size: int = 256,
-            num_threads: int = 2) -> np.ndarray:
+def predict(path: str, images: np.ndarray, spec: Optional[sm_lib.ServingSpec] = None,
+            batch_size: int = 256, num_threads: int = 2) -> np.ndarray:
     """Float logits of the TFLite file on raw uint8 `images` [N, H, W, C].
 
-    Batches of `batch_size` when the file has a dynamic batch dimension, else one image at
-    a time (the QAT converter fixes the batch to 1).
+    Grey images (C = 1) are repeated to the file's 3 channels, as an app sends them. Every
+    file made here takes its pixels as they are, so `spec` is not needed (it is accepted
+    for older callers). Batches of `batch_size` when the file has a dynamic batch
+    dimension, else one image at a time (the QAT converter fixes the batch to 1).
     """
+    del spec
     it = load_interpreter(path, num_threads)
     inp, out = it.get_input_details()[0], it.get_output_details()[0]
     dynamic = int(inp["shape_signature"][0]) == -1
@@ -274,18 +330,23 @@ def predict(path: str, images: np.ndarray, spec: sm_lib.ServingSpec, batch_size:
             it.allocate_tensors()
             inp, out = it.get_input_details()[0], it.get_output_details()[0]
             current = n
-        it.set_tensor(inp["index"], _model_input(chunk, inp, spec))
+        it.set_tensor(inp["index"], _model_input(chunk, inp))
         it.invoke()
         results.append(_model_output(it.get_tensor(out["index"]), out))
     return np.concatenate(results, 0)
 
 
 def describe_input(path: str) -> dict:
-    """The input convention of a file, for the report."""
+    """The input and output conventions of a file, for the report: `kind` (`input_kind`),
+    dtype, shape, the quantization parameters of a quantized input, `raw_pixels` (an app
+    feeds its uint8 RGB pixels as they are) and the output dtype."""
     it = load_interpreter(path)
-    d = it.get_input_details()[0]
-    desc = {"kind": input_kind(d), "dtype": np.dtype(d["dtype"]).name,
-            "shape": [int(v) for v in d["shape_signature"]]}
-    if desc["kind"] == "int8":
-        desc["scale"], desc["zero_point"] = float(d["quantization"][0]), int(d["quantization"][1])
+    d, o = it.get_input_details()[0], it.get_output_details()[0]
+    shape = [int(v) for v in d["shape_signature"]]
+    desc = {"kind": input_kind(d), "dtype": np.dtype(d["dtype"]).name, "shape": shape,
+            "raw_pixels": input_is_raw_pixels(d) and shape[-1] in (3, 4),
+            "output_dtype": np.dtype(o["dtype"]).name}
+    scale, zero = d["quantization"]
+    if scale:
+        desc["scale"], desc["zero_point"] = float(scale), int(zero)
     return desc

@@ -1,5 +1,8 @@
 """Tests of `export/` (issue 9): SavedModel round trip, tf.Example signature, TFLite
-variants in LiteRT, fp32 parity, graph MAdds, latency report, versioning and failures.
+variants in LiteRT, fp32 parity, graph MAdds, latency report, versioning and failures;
+app-ready inputs (issue 15.6): every TFLite file takes raw uint8 RGB pixels (int8/QAT with
+scale 1, zero point 0; a grey model converts inside), float32 out, and the SavedModel's
+`serving_default` takes encoded image files.
 
 One tiny architecture of the `fashion_mnist` space is trained briefly on a Fashion-MNIST
 subset and exported once with every format (module fixture); the cheaper tests re-export
@@ -127,13 +130,49 @@ def test_saved_model_round_trip_equals_keras(trained, full_export, heldout):
 
     x, _ = heldout
     loaded = tf.saved_model.load(full_export["path"])
-    assert {"serving_default", "serving_tf_example"} <= set(loaded.signatures)
-    out = loaded.signatures["serving_default"](images=tf.constant(x))
+    assert set(loaded.signatures) == {"serving_default", "serving_images", "serving_tf_example"}
+    out = loaded.signatures["serving_images"](images=tf.constant(x))
     ref = _keras_logits(trained, x)
     np.testing.assert_allclose(out["logits"].numpy(), ref, atol=1e-4, rtol=0)
     np.testing.assert_array_equal(out["classes"].numpy(), ref.argmax(-1))
     np.testing.assert_allclose(out["probabilities"].numpy().sum(-1), 1.0, atol=1e-5)
     assert full_export["report"]["checks"]["saved_model_parity"]
+
+
+def test_serving_default_takes_png_and_jpeg_bytes(full_export, heldout):
+    """`serving_default` (`image_bytes`, what TF Serving REST clients send as b64) decodes
+    and resizes with the data layer's own `images.decode`: PNG bytes give exactly the
+    uint8 signature's logits, JPEG bytes those of the decoded JPEG pixels, and a larger
+    colour file what the data layer makes of it."""
+    import tensorflow as tf
+
+    from eatnas_tf.data import images
+
+    x, y = heldout
+    x = x[:64]
+    loaded = tf.saved_model.load(full_export["path"])
+    by_bytes = loaded.signatures["serving_default"]
+    by_pixels = loaded.signatures["serving_images"]
+    ref = by_pixels(images=tf.constant(x))["logits"].numpy()
+    png = tf.constant([tf.io.encode_png(im).numpy() for im in x])
+    np.testing.assert_array_equal(by_bytes(image_bytes=png)["logits"].numpy(), ref)
+    jpeg = [tf.io.encode_jpeg(im, quality=90).numpy() for im in x]
+    got = by_bytes(image_bytes=tf.constant(jpeg))["logits"].numpy()
+    decoded = np.stack([tf.io.decode_jpeg(j, channels=1).numpy() for j in jpeg])
+    want = by_pixels(images=tf.constant(decoded))["logits"].numpy()
+    np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+    assert (got.argmax(-1) == ref.argmax(-1)).mean() >= 0.9  # lossy, but the same images
+    # A 56×56 RGB PNG: converted to grey and resized by the data layer's decoder.
+    big = np.repeat(np.repeat(np.repeat(x[:8], 2, 1), 2, 2), 3, 3)
+    big[..., 0] = np.minimum(big[..., 0].astype(int) + 40, 255)  # some colour
+    files = [tf.io.encode_png(im).numpy() for im in big]
+    got = by_bytes(image_bytes=tf.constant(files))["logits"].numpy()
+    pix = np.stack([images.decode(tf.constant(f), 28, 1).numpy() for f in files])
+    np.testing.assert_array_equal(got, by_pixels(images=tf.constant(pix))["logits"].numpy())
+    sm = full_export["report"]["saved_model"]
+    assert sm["image_bytes_max_abs_diff"] == 0.0
+    assert sm["image_bytes_accuracy"] == sm["accuracy"]
+    assert full_export["report"]["checks"]["image_bytes_signature"]
 
 
 def test_tf_example_signature_parses_and_predicts(full_export, heldout):
@@ -145,7 +184,7 @@ def test_tf_example_signature_parses_and_predicts(full_export, heldout):
     loaded = tf.saved_model.load(full_export["path"])
     examples = tf.constant([saved_model.make_example(im) for im in x[:32]])
     out = loaded.signatures["serving_tf_example"](examples=examples)
-    ref = loaded.signatures["serving_default"](images=tf.constant(x[:32]))
+    ref = loaded.signatures["serving_images"](images=tf.constant(x[:32]))
     np.testing.assert_allclose(out["logits"].numpy(), ref["logits"].numpy(), atol=1e-5)
     assert (out["classes"].numpy() == y[:32]).mean() > 0.5
 
@@ -174,24 +213,89 @@ def _spec(report):
                                    raw_size=p["raw_size"], channels=1, num_classes=10)
 
 
-def test_fp32_parity_and_raw_input(trained, full_export, heldout):
+def _run_tflite(path, x):
     from ai_edge_litert.interpreter import Interpreter
 
-    x, _ = heldout
-    path = os.path.join(full_export["path"], "model_fp32.tflite")
     it = Interpreter(model_path=path)
     d = it.get_input_details()[0]
-    assert d["dtype"] == np.uint8 and list(d["shape_signature"][1:]) == [28, 28, 1]
-    it.resize_tensor_input(d["index"], [len(x), 28, 28, 1])
+    it.resize_tensor_input(d["index"], list(x.shape))
     it.allocate_tensors()
     it.set_tensor(d["index"], x)
     it.invoke()
-    got = it.get_tensor(it.get_output_details()[0]["index"])
-    assert np.abs(got - _keras_logits(trained, x)).max() <= 1e-4
+    return it.get_tensor(it.get_output_details()[0]["index"])
+
+
+def test_fp32_parity_and_raw_input(trained, full_export, heldout):
+    """The grey model's fp32 file takes RGB: on the channel-repeated held-out images it
+    gives Keras' logits on the grey ones (same top-1 everywhere)."""
+    x, _ = heldout
+    path = os.path.join(full_export["path"], "model_fp32.tflite")
+    got = _run_tflite(path, np.ascontiguousarray(np.repeat(x, 3, axis=-1)))
+    ref = _keras_logits(trained, x)
+    assert np.abs(got - ref).max() <= 1e-4
+    np.testing.assert_array_equal(got.argmax(-1), ref.argmax(-1))
     r = full_export["report"]
     assert r["formats"]["fp32"]["max_abs_logit_diff"] <= 1e-4 and r["checks"]["fp32_parity"]
-    assert r["formats"]["fp16"]["input"]["kind"] == "raw_uint8"
-    assert r["formats"]["int8"]["input"]["kind"] == "int8"
+
+
+def test_grey_model_turns_colour_into_luma_inside(trained, full_export):
+    """A colour picture sent to a grey model's fp32 file is seen as its luma (the weights
+    of `tf.image.rgb_to_grayscale`, normalised to sum 1)."""
+    from export.saved_model import GREY_WEIGHTS
+
+    assert sum(GREY_WEIGHTS) == pytest.approx(1.0, abs=1e-7)
+    rgb = np.random.RandomState(0).randint(0, 256, size=(16, 28, 28, 3)).astype(np.uint8)
+    luma = (rgb.astype(np.float64) * np.asarray(GREY_WEIGHTS)).sum(-1, keepdims=True)
+    mean, std = np.asarray(trained["mean"]), np.asarray(trained["std"])
+    ref = np.asarray(trained["model"](((luma / 255.0 - mean) / std).astype(np.float32),
+                                      training=False))
+    got = _run_tflite(os.path.join(full_export["path"], "model_fp32.tflite"), rgb)
+    assert np.abs(got - ref).max() <= 1e-3
+
+
+@pytest.mark.parametrize("fname", TFLITE_FILES)
+def test_every_tflite_input_is_raw_uint8_rgb_and_output_float32(full_export, fname):
+    """What MediaPipe's ImageClassifier takes: depth 3, uint8 pixels as they are (int8 and
+    QAT: scale 1, zero point 0), float32 scores out."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=os.path.join(full_export["path"], fname))
+    d, o = it.get_input_details()[0], it.get_output_details()[0]
+    assert d["dtype"] == np.uint8 and list(d["shape_signature"][1:]) == [28, 28, 3]
+    assert o["dtype"] == np.float32 and list(o["shape"][1:]) == [10]
+    scale, zero = d["quantization"]
+    if "int8" in fname:
+        assert (scale, zero) == (1.0, 0)
+    else:
+        assert (scale, zero) == (0.0, 0)
+    fmt = {v: k for k, v in zip(("fp32", "fp16", "int8", "qat"), TFLITE_FILES)}[fname]
+    desc = full_export["report"]["formats"][fmt]["input"]
+    assert desc["kind"] == "raw_uint8" and desc["raw_pixels"] and desc["shape"][1:] == [28, 28, 3]
+    assert desc["output_dtype"] == "float32"
+    checks = full_export["report"]["checks"]
+    assert checks["tflite_inputs_raw_rgb"] and checks["tflite_outputs_float32"]
+
+
+def test_calibration_pixels_span_0_to_255_and_input_conventions():
+    from export import saved_model, tflite
+
+    spec = saved_model.ServingSpec(mean=(0.5,), std=(0.25,), image_size=4, raw_size=(4, 4),
+                                   channels=1, num_classes=2)
+    assert spec.app_shape == (4, 4, 3)
+    grey = np.full((3, 4, 4, 1), 100, np.uint8)
+    x = tflite.calibration_pixels(grey, spec)
+    assert x.dtype == np.float32 and x.shape == (3, 4, 4, 3)
+    assert x.min() == 0.0 and x.max() == 255.0 and (grey == 100).all()
+    assert tflite.calibration_pixels(None, spec).shape[1:] == (4, 4, 3)
+    raw = {"dtype": np.uint8, "quantization": (1.0, 0), "shape": np.array([1, 4, 4, 3])}
+    assert tflite.input_kind(raw) == "raw_uint8"
+    np.testing.assert_array_equal(tflite._model_input(grey, raw), np.repeat(grey, 3, -1))
+    # Honest fallback: a uint8 input with other parameters is quantized with them.
+    other = dict(raw, quantization=(2.0, 10))
+    assert tflite.input_kind(other) == "uint8_quantized"
+    assert (tflite._model_input(grey, other) == 60).all()
+    flt = {"dtype": np.float32, "quantization": (0.0, 0), "shape": np.array([1, 4, 4, 3])}
+    assert tflite.input_kind(flt) == "float32" and tflite._model_input(grey, flt).max() == 100.0
 
 
 def test_graph_madds_agree_with_cost_model(full_export):
@@ -498,7 +602,11 @@ def test_export_run_on_cifar10_through_tfds_mock_data(tmp_path):
     assert r["dataset"] == "cifar10" and r["macro"]["in_channels"] == 3
     assert r["preprocessing"]["raw_size"] == [32, 32] and r["eval"]["samples"] == 64
     assert r["checks"]["fp32_parity"] and r["checks"]["madds_agree"]
-    assert r["formats"]["int8"]["input"]["shape"][1:] == [32, 32, 3]
+    for fmt in ("fp32", "int8"):  # an RGB model stays RGB, raw pixels
+        inp = r["formats"][fmt]["input"]
+        assert inp["shape"][1:] == [32, 32, 3] and inp["kind"] == "raw_uint8", inp
+    assert (r["formats"]["int8"]["input"]["scale"],
+            r["formats"]["int8"]["input"]["zero_point"]) == (1.0, 0)
     # The names the data layer has for it (mock data carries no label file: "0".."9").
     labels = open(os.path.join(r["path"], "labels.txt")).read().splitlines()
     assert labels == r["labels"]["class_names"] and len(labels) == 10
