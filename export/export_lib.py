@@ -1,9 +1,12 @@
 """Export orchestration: one trained model → a versioned, checked, TFX-style export.
 
     EXPORT_DIR/<unix-time>/            (written as EXPORT_DIR/.tmp-export-*, then renamed)
-      saved_model.pb, variables/       signatures serving_default (raw uint8 images) and
-                                       serving_tf_example (serialized tf.Example)
+      saved_model.pb, variables/       signatures serving_default (encoded image files,
+                                       `image_bytes`), serving_images (raw uint8 pixels)
+                                       and serving_tf_example (serialized tf.Example)
       model_fp32.tflite  model_fp16.tflite  model_int8.tflite  model_qat_int8.tflite
+                                       each: raw uint8 RGB pixels [N, H, W, 3] in (grey
+                                       models convert inside), float32 logits out
       labels.txt                       one class name a line, in label order
       export_report.json export_report.md
       BLESSED | NOT_BLESSED            JSON: accuracy, threshold, reasons
@@ -14,9 +17,10 @@ An export is four steps, each its own module:
              and how (`ExportConfig`); `plan.load_export_data` reads the arrays from the
              one data layer (`eatnas_tf.data.datasets`).
   convert    `converters.CONVERTERS`: a table, one entry per TFLite format.
-  check      `checks`: Keras reference, SavedModel parity and tf.Example signature, each
-             file in LiteRT (accuracy, drop, parity, graph MAdds vs analytic), latency
-             (formats timed round-robin), sizes, QAT drop ≤ 1 pt, blessing.
+  check      `checks`: Keras reference, SavedModel parity, image-bytes (PNG) and
+             tf.Example signatures, each file in LiteRT (accuracy, drop, parity, input
+             convention, graph MAdds vs analytic), latency (formats timed round-robin),
+             sizes, QAT drop ≤ 1 pt, blessing.
   publish    `publish`: everything is written in a hidden temp dir, renamed to the next
              version only when complete; a failure removes the temp dir and raises
              `ExportError` with one line. A version dir is never overwritten.
