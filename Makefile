@@ -26,11 +26,11 @@ pick_python = for p in $(1); do \
 	  if "$$p" -c "$(SUPPORTED_PY)" >/dev/null 2>&1; then echo "$$p"; exit 0; fi; done; exit 1
 
 .PHONY: all setup venv data demo test test-slow test-install test-pythons lint ray bazel-test \
-	bench cost clean
+	bench cost clean mediapipe
 
 all: demo
 
-setup: $(VENV)/.installed data
+setup: $(VENV)/.installed data mediapipe
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	@if [ ! -x $(PYTHON) ]; then \
@@ -43,6 +43,30 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	touch $@
 
 venv: $(VENV)/.installed
+
+# The MediaPipe venv (requirements-mediapipe.lock): MediaPipe's TFLite metadata writer for the
+# exported files (export/metadata.py runs export/mediapipe_metadata_tool.py in it) and its
+# ImageClassifier for tests/test_mediapipe.py. Its own venv: mediapipe 0.10.21 pins protobuf < 5,
+# TensorFlow 2.21 needs >= 6.31. mediapipe has wheels up to Python 3.12: the first of MP_PYTHONS
+# that runs, else pyenv's newest 3.12/3.11/3.10; with none, a warning (exports then carry no
+# metadata and say so in export_report.json).
+MP_VENV    ?= .venv-mediapipe
+MP_PY      ?=
+MP_PYTHONS := python3.12 python3.11 python3.10
+mediapipe: $(MP_VENV)/.installed
+$(MP_VENV)/.installed: requirements-mediapipe.lock
+	@if [ ! -x $(MP_VENV)/bin/python ]; then \
+	  py=$$($(call pick_python,$(or $(MP_PY),$(MP_PYTHONS)))) || \
+	    for v in 3.12 3.11 3.10; do \
+	      py=$$(ls -d $$(pyenv root 2>/dev/null)/versions/$$v.*/bin/python$$v 2>/dev/null | tail -1); \
+	      [ -n "$$py" ] && break; done; \
+	  if [ -z "$$py" ]; then \
+	    echo "warning: no Python 3.10-3.12 found for $(MP_VENV) (mediapipe 0.10.21 has no wheel for newer); exported .tflite files will carry no metadata (make mediapipe MP_PY=/path/to/python3.12)"; \
+	    exit 0; fi; \
+	  echo "$$py -m venv $(MP_VENV)  ($$($$py -V))"; $$py -m venv $(MP_VENV) || exit 1; \
+	fi; \
+	$(MP_VENV)/bin/python -m pip install -q --upgrade pip && \
+	$(MP_VENV)/bin/python -m pip install -q -r requirements-mediapipe.lock && touch $@
 
 # Offline Fashion-MNIST (Debian package dataset-fashion-mnist), installed when missing.
 data: $(FMNIST)
@@ -110,4 +134,4 @@ bench: demo
 	for b in benchmarks/*.py; do echo "== $$b"; $(PYTHON) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) .venvs bazel-* .pytest_cache build dist *.egg-info
+	rm -rf $(VENV) $(MP_VENV) .venvs bazel-* .pytest_cache build dist *.egg-info

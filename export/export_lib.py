@@ -44,6 +44,7 @@ from eatnas_tf.data.datasets import DataConfig
 from eatnas_tf.errors import one_line
 from eatnas_tf.store import atomic
 from export import checks as checks_lib
+from export import metadata as metadata_lib
 from export import publish as publish_lib
 from export import report as report_lib
 from export import run_source
@@ -113,10 +114,13 @@ def _convert_all(plan: ExportPlan, model, data: ExportData, tmp: str, keras: Dic
         t0 = time.perf_counter()
         out = conv.convert(plan, model, data)
         path = atomic.write_bytes(os.path.join(tmp, conv.filename), out.blob)
+        t_md = time.perf_counter()  # TFLite metadata (name, input, labels) before the checks
+        md = metadata_lib.for_export(path, plan, data, fmt)
         t1 = time.perf_counter()
         entry = checks_lib.tflite_file(path, data, keras, analytic_madds)
-        entry.update(out.facts)
-        timing[f"{fmt}_convert"] = t1 - t0
+        entry.update(out.facts, metadata=md)
+        timing[f"{fmt}_convert"] = t_md - t0
+        timing[f"{fmt}_metadata"] = t1 - t_md
         timing[f"{fmt}_check"] = time.perf_counter() - t1
         formats[fmt] = entry
     return formats
