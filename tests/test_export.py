@@ -253,6 +253,31 @@ def test_grey_model_turns_colour_into_luma_inside(trained, full_export):
     assert np.abs(got - ref).max() <= 1e-3
 
 
+def test_int8_grey_model_on_colour_images_and_float_io(trained, full_export, heldout,
+                                                       tmp_path):
+    """The int8 file's in-graph grey conversion is calibrated on grey images but keeps
+    ranges that cover colour ones: on tinted held-out images it agrees with Keras on their
+    luma. `int8_io=False` makes a float32-pixel input (normalisation still inside)."""
+    from export import saved_model, tflite
+
+    x, _ = heldout
+    rng = np.random.RandomState(0)
+    tint = rng.uniform(0.5, 1.0, size=(len(x), 1, 1, 3))
+    col = np.clip(np.repeat(x, 3, -1) * tint, 0, 255).astype(np.uint8)
+    luma = (col.astype(np.float64) * np.asarray(saved_model.GREY_WEIGHTS)).sum(-1, keepdims=True)
+    mean, std = np.asarray(trained["mean"]), np.asarray(trained["std"])
+    ref = np.asarray(trained["model"](((luma / 255.0 - mean) / std).astype(np.float32),
+                                      training=False)).argmax(-1)
+    spec = _spec(full_export["report"])
+    got = tflite.predict(os.path.join(full_export["path"], "model_int8.tflite"), col)
+    assert (got.argmax(-1) == ref).mean() >= 0.9
+    path = tmp_path / "f.tflite"
+    path.write_bytes(tflite.convert_int8(trained["model"], spec, x[:50], int8_io=False))
+    desc = tflite.describe_input(str(path))
+    assert desc["kind"] == "float32" and not desc["raw_pixels"] and desc["shape"][1:] == [28, 28, 3]
+    assert (tflite.predict(str(path), col).argmax(-1) == ref).mean() >= 0.9
+
+
 @pytest.mark.parametrize("fname", TFLITE_FILES)
 def test_every_tflite_input_is_raw_uint8_rgb_and_output_float32(full_export, fname):
     """What MediaPipe's ImageClassifier takes: depth 3, uint8 pixels as they are (int8 and
