@@ -311,7 +311,7 @@ def predict(path: str, images: np.ndarray, spec: Optional[sm_lib.ServingSpec] = 
     Grey images (C = 1) are repeated to the file's 3 channels, as an app sends them. Every
     file made here takes its pixels as they are, so `spec` is not needed (it is accepted
     for older callers). Batches of `batch_size` when the file has a dynamic batch
-    dimension, else one image at a time (the QAT converter fixes the batch to 1).
+    dimension, else its fixed batch (1 in older QAT files) at a time.
     """
     del spec
     it = load_interpreter(path, num_threads)
