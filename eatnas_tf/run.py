@@ -11,9 +11,13 @@ Bad data or flags exit 2 with one line, before anything is written. Flags:
 `search.flags.define_pipeline_flags`.
 """
 
-from absl import flags, logging
+import time
 
-from eatnas_tf import cli
+_STARTED = time.monotonic()  # the process' start: a time budget counts the imports too
+
+from absl import flags, logging  # noqa: E402
+
+from eatnas_tf import cli  # noqa: E402
 
 cli.quiet_import_tensorflow()  # before the library: keeps usage errors one line
 from eatnas_tf.search import eat_pipeline
@@ -42,7 +46,7 @@ def main(argv):
     try:
         eat_pipeline.run(cfg, FLAGS.run_dir, allow_change=FLAGS.allow_flag_change,
                          verbose=FLAGS.verbose, say=lambda m: print(m, flush=True),
-                         exporter=exporter)
+                         exporter=exporter, started=_STARTED)
     except ValueError as e:  # bad data found while planning: one line, nothing written
         raise cli.UsageError(str(e).splitlines()[0]) from None
 

@@ -3,13 +3,17 @@
 The pipeline's phases get shares of the budget; a phase's deadline is its share of what
 is still left when it starts (so time a phase did not use goes to the later ones), the
 search stages stop proposing when theirs is spent, and the retraining sizes its epochs
-from the per-candidate times the search measured. Time spent is stored in the run
-directory after every phase step, so a resumed run continues within what was left.
+from the per-candidate times the search measured. The time spent is written to the run
+directory every `TICK_S` seconds while a phase runs (not only when it ends), with each
+phase's share and the sizes decided from it (`plan`), so a process killed with SIGKILL
+loses at most `TICK_S` of accounting and a resumed run continues within what was left:
+a phase that had started gets its share minus what it already spent, the others share
+what remains.
 
     budget = Budget.load(run.file("budget.json"), total_s=parse_duration("20m"))
     with budget.phase("stage1_search") as phase:
         ... run_stage(..., deadline=phase.deadline) ...
-    budget.eta_s()      # seconds left
+    budget.left_s()     # seconds left
 """
 
 from __future__ import annotations
@@ -17,14 +21,17 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import threading
 import time
-from typing import Dict, Iterator, Optional
+from typing import Any, Callable, Dict, Iterator, Optional
 
 from eatnas_tf.store import atomic
 
 # Shares of the whole budget (export is outside it: the budget bounds the search).
 SHARES = {"stage1_search": 0.25, "stage1_retrain": 0.10, "stage2_search": 0.40,
           "retrain": 0.25}
+
+TICK_S = 2.0  # how often a running phase's time is written to the budget file
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -67,24 +74,39 @@ class Budget:
     Attributes:
       total_s: the budget in seconds (None: no budget; deadlines are then None).
       spent: seconds spent so far in each phase, across resumed processes.
+      alloc: the share each phase was given when it first started.
+      done: phases that ran to their end.
+      plans: sizes decided from a share (`plan`), kept for a resumed run.
     """
 
     def __init__(self, path: Optional[str], total_s: Optional[float],
-                 spent: Optional[Dict[str, float]] = None):
+                 spent: Optional[Dict[str, float]] = None,
+                 alloc: Optional[Dict[str, float]] = None, done=(),
+                 plans: Optional[Dict[str, Any]] = None, tick_s: float = TICK_S):
         self.path = path
         self.total_s = total_s
         self.spent: Dict[str, float] = dict(spent or {})
+        self.alloc: Dict[str, float] = dict(alloc or {})
+        self.done = set(done)
+        self.plans: Dict[str, Any] = dict(plans or {})
+        self.tick_s = tick_s
+        self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, path: Optional[str], total_s: Optional[float]) -> "Budget":
-        spent = {}
+    def load(cls, path: Optional[str], total_s: Optional[float],
+             tick_s: float = TICK_S) -> "Budget":
+        d: Dict[str, Any] = {}
         if path and os.path.exists(path):
-            spent = atomic.read_json(path).get("spent", {})
-        return cls(path, total_s, spent)
+            d = atomic.read_json(path)
+        return cls(path, total_s, d.get("spent", {}), d.get("alloc", {}), d.get("done", ()),
+                   d.get("plans", {}), tick_s=tick_s)
 
     def save(self) -> None:
         if self.path:
-            atomic.write_json(self.path, {"total_s": self.total_s, "spent": self.spent})
+            with self._lock:
+                atomic.write_json(self.path, {"total_s": self.total_s, "spent": self.spent,
+                                              "alloc": self.alloc, "done": sorted(self.done),
+                                              "plans": self.plans})
 
     def spent_s(self) -> float:
         return sum(self.spent.values())
@@ -92,28 +114,72 @@ class Budget:
     def left_s(self) -> Optional[float]:
         return None if self.total_s is None else max(0.0, self.total_s - self.spent_s())
 
+    def finished(self) -> bool:
+        """Every budgeted phase ran to its end."""
+        return all(p in self.done for p in SHARES)
+
     def share_s(self, name: str) -> Optional[float]:
-        """The phase's share of what is left: its weight among the phases not done yet."""
+        """The phase's share: for a phase that started before (a resumed run), what it was
+        given minus what it spent; else its weight among the phases not started yet of
+        what is left."""
         if self.total_s is None:
             return None
-        todo = [p for p in SHARES if p == name or self.spent.get(p) is None]
+        left = self.left_s()
+        if name in self.alloc:
+            return max(0.0, min(left, self.alloc[name] - self.spent.get(name, 0.0)))
+        todo = [p for p in SHARES
+                if p == name or (p not in self.alloc and self.spent.get(p) is None)]
         weight = sum(SHARES[p] for p in todo) or 1.0
-        return self.left_s() * SHARES.get(name, 0.0) / weight
+        return left * SHARES.get(name, 0.0) / weight
 
     def add(self, name: str, seconds: float) -> None:
-        self.spent[name] = self.spent.get(name, 0.0) + seconds
+        with self._lock:
+            self.spent[name] = self.spent.get(name, 0.0) + seconds
         self.save()
+
+    def plan(self, key: str, decide: Callable[[], Any]) -> Any:
+        """`decide()`, stored under `key` the first time, the stored value after that (a
+        resumed retraining keeps the epochs, and so the LR schedule, it was started with)."""
+        if key not in self.plans:
+            self.plans[key] = decide()
+            self.save()
+        return self.plans[key]
 
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[Optional[Phase]]:
-        """Times the block as phase `name`; yields its `Phase` (None without a budget)."""
+        """Times the block as phase `name` (written every `tick_s` and at its end); yields
+        its `Phase` (None without a budget)."""
         share = self.share_s(name)
+        if share is not None and name not in self.alloc:
+            self.alloc[name] = share
         phase = Phase(self, name, share) if share is not None else None
+        base = self.spent.get(name, 0.0)
         t0 = time.monotonic()
+        stop = threading.Event()
+
+        def tick():
+            while not stop.wait(self.tick_s):
+                with self._lock:
+                    self.spent[name] = base + time.monotonic() - t0
+                self.save()
+
+        with self._lock:
+            self.spent[name] = base
+        self.save()
+        ticker = threading.Thread(target=tick, name=f"budget-{name}", daemon=True)
+        ticker.start()
+        ok = False
         try:
             yield phase
+            ok = True
         finally:
-            self.add(name, time.monotonic() - t0)
+            stop.set()
+            ticker.join()
+            with self._lock:
+                self.spent[name] = base + time.monotonic() - t0
+                if ok:
+                    self.done.add(name)
+            self.save()
 
     def eta_text(self) -> str:
         left = self.left_s()

@@ -16,9 +16,10 @@ Rules for what the user does not set (each a `PipelineConfig` field, `None` = th
     stage 1's space: `auto_space.small_task` of it at `auto_space.small_size` pixels;
   * stage-1 images: min(N, max(1000, N // 10)); stage-2 images: min(N, max(2000, N // 7))
     (N = training images of the search split; the demo's 5k / 8k of 57k);
-  * with a time budget the stages run until their share is spent (`search.budget`) and
+  * with a time budget (`search.budget`; it counts from the process' start) the stages
+    run until their share is spent (no candidate starts that would end after it) and
     each retraining gets as many epochs (up to its setting) as its share allows at the
-    images/s the search measured.
+    images/s the search measured, or one shortened epoch when not even one fits.
 
 Every phase resumes where it stopped when the same command runs again.
 """
@@ -44,6 +45,7 @@ from eatnas_tf.train.config import TrainConfig
 
 BUDGET_FILE = "budget.json"
 UNBOUNDED = 100_000  # candidates of a stage under a time budget: the budget ends it
+MIN_RETRAIN_STEPS = 20  # a retraining's least steps when its share holds less than an epoch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -217,24 +219,34 @@ def describe(cfg: PipelineConfig, p: Plan) -> Dict[str, Any]:
     return {"pipeline": cfg.to_dict(), "plan": p.describe()}
 
 
-def _epochs_within(records, share_s: Optional[float], n_images: int, k: int,
-                   max_epochs: int) -> int:
-    """Retraining epochs that fit in `share_s` at the images/s the stage's candidates
-    trained at (all of `max_epochs` without a budget)."""
+def _retrain_size(records, share_s: Optional[float], n_images: int, k: int, max_epochs: int,
+                  batch_size: int) -> Tuple[int, Optional[int]]:
+    """(epochs, steps per epoch or None: full epochs) of a retraining that fit in `share_s`
+    at the steady images/s the stage's candidates trained at, after each model's fixed
+    cost (build, tracing, evaluation: a candidate's wall time beyond its steady training). Up to
+    `max_epochs` full epochs; when not even one fits, one epoch of as many steps as fit
+    (at least `MIN_RETRAIN_STEPS`). Without a budget: `max_epochs` full epochs."""
     if share_s is None:
-        return max_epochs
-    rate = [r.num_train * r.epochs / r.train_s for r in records
-            if r.ok and r.trained and r.train_s and r.num_train and r.epochs]
-    if not rate:
-        return 1
-    epoch_s = n_images / (sum(rate) / len(rate))
-    return max(1, min(max_epochs, int(share_s // max(epoch_s * k, 1e-9))))
+        return max_epochs, None
+    ok = [r for r in records if r.ok and r.trained and r.train_s and r.num_train and r.epochs]
+    if not ok:
+        return 1, None
+    # Steady images/s (training time without the first step's tracing) and the fixed cost.
+    steady = [max(r.train_s - (r.tracing_s or 0.0), 1e-3) for r in ok]
+    rate = sum(r.num_train * r.epochs / t for r, t in zip(ok, steady)) / len(ok)
+    fixed = sum(max(0.0, (r.wall_s or 0.0) - t) for r, t in zip(ok, steady)) / len(ok)
+    per_model = max(0.0, share_s / k - fixed)
+    epoch_s = n_images / rate
+    if per_model >= epoch_s:
+        return int(min(max_epochs, per_model // epoch_s)), None
+    steps = -(-n_images // batch_size)
+    return 1, int(min(steps, max(MIN_RETRAIN_STEPS, per_model * rate // batch_size)))
 
 
 def run(cfg: PipelineConfig, run_dir: str, *, allow_change: bool = False, verbose: int = 0,
         say: Callable[[str], None] = print,
         exporter: Optional[Callable[[str, ExportOptions], Dict[str, Any]]] = None,
-        ) -> Dict[str, Any]:
+        started: Optional[float] = None) -> Dict[str, Any]:
     """Runs (or resumes) the pipeline in `run_dir`; returns the report (with `winner`,
     and `export` when exported).
 
@@ -243,46 +255,64 @@ def run(cfg: PipelineConfig, run_dir: str, *, allow_change: bool = False, verbos
         report.md section), given by the caller (`export.export_lib.export_run_once`: the
         export package sits above this one, so the library never imports it); None or
         `cfg.export.enabled=False`: no export.
+      started: `time.monotonic()` when the process began (the command passes its start, so
+        importing TensorFlow counts too); the time before the first phase (loading the
+        data, planning) is charged to the budget as phase "setup" (None: from this call).
     """
+    started = time.monotonic() if started is None else started
     p = plan(cfg)  # every config is resolved (validated) before the run dir is touched
     run = RunDir(run_dir)
     run.check_config(describe(cfg, p), allow_change)
     budget = budget_lib.Budget.load(run.file(BUDGET_FILE), cfg.time_budget_s)
+    if not budget.finished():  # every process' start-up is spent time (not a finished rerun)
+        budget.add("setup", time.monotonic() - started)
 
     def progress(line):
         eta = budget.eta_text()
         say(f"{line} | {eta}" if eta else line)
 
-    def search_and_retrain(stage, phase, retrain, retrain_phase, what):
-        """One stage's search, then the retraining of its top-k within their budget shares."""
+    def search_and_retrain(make_stage, phase, retrain, retrain_phase, what):
+        """One stage's search (`make_stage()` prepares it, inside the phase's time), then
+        the retraining of its top-k within their budget shares."""
         with budget.phase(phase) as ph:
+            stage = make_stage()
             result = runner.run_stage(run, stage, verbose=verbose, progress=progress,
                                       deadline=ph.deadline if ph else None)
         k = stage.config.topk
         with budget.phase(retrain_phase) as ph:
             data, train = retrain
-            epochs = _epochs_within(result.records, ph.seconds if ph else None,
-                                    data.max_train_examples or p.num_train, k, train.epochs)
-            say(f"== {stage.name}: retrain top-{k} for {epochs} epochs -> {what}")
-            rows = pipeline.retrain_topk(run, result, data, train.replace(epochs=epochs), k,
-                                         verbose=1)
+            # Decided once: a resumed retraining keeps its epochs (and LR schedule).
+            epochs, steps = budget.plan(f"{retrain_phase}_size", lambda: _retrain_size(
+                result.records, ph.seconds if ph else None,
+                data.max_train_examples or p.num_train, k, train.epochs, data.batch_size))
+            say(f"== {stage.name}: retrain top-{k} for {epochs} epochs"
+                + (f" of {steps} steps (what the time budget holds)" if steps else "")
+                + f" -> {what}")
+            rows = pipeline.retrain_topk(run, result, data,
+                                         train.replace(epochs=epochs, steps_per_epoch=steps),
+                                         k, verbose=1)
         return result, rows
 
     s1 = p.stage1
     say(f"== stage 1: EAT evolution on the small task ({s1.space.macro.image_size} px, "
         f"{s1.data.max_train_examples} images, space {s1.space.name})"
         + (f", time budget {cfg.time_budget_s:.0f} s" if cfg.time_budget_s else ""))
-    r1_stage, r1 = search_and_retrain(s1, "stage1_search", p.stage1_retrain, "stage1_retrain",
-                                      "the basic model")
+    r1_stage, r1 = search_and_retrain(lambda: s1, "stage1_search", p.stage1_retrain,
+                                      "stage1_retrain", "the basic model")
     basic = pipeline.pick_winner(r1)
     say(f"basic model: {basic['arch']} val_acc {basic['val_acc']:.4f}")
-
-    seed_weights = pipeline.basic_seed_weights(run, basic) if cfg.transfer_weights else None
-    s2 = dataclasses.replace(p.stage2, config=dataclasses.replace(
-        p.stage2.config, seed_archs=(basic["arch"],), seed_weights=seed_weights))
+    s2 = p.stage2
     say(f"== stage 2: elastic transfer to the full task ({s2.space.macro.image_size} px, "
         f"{s2.data.max_train_examples} images), seeded with offspring of the basic model")
-    r2_stage, r2 = search_and_retrain(s2, "stage2_search", p.retrain, "retrain", "the winner")
+
+    def stage2():  # the basic model's weights: part of stage 2's time
+        seed_weights = pipeline.basic_seed_weights(run, basic) if cfg.transfer_weights else None
+        return dataclasses.replace(p.stage2, config=dataclasses.replace(
+            p.stage2.config, seed_archs=(basic["arch"],), seed_weights=seed_weights))
+
+    r2_stage, r2 = search_and_retrain(stage2, "stage2_search", p.retrain, "retrain",
+                                      "the winner")
+    s2 = r2_stage.stage
     winner = pipeline.pick_winner(r2)
 
     bundle = cached_data(cfg.data)
@@ -303,7 +333,10 @@ def run(cfg: PipelineConfig, run_dir: str, *, allow_change: bool = False, verbos
                                stage_extra={"stage1": {"retrain_s":
                                                        budget.spent.get("stage1_retrain")}})
 
+    t = time.monotonic()
     report = write_report()
+    if "report" not in budget.spent:  # the report's time (plots) is spent time too
+        budget.add("report", time.monotonic() - t)
     if cfg.export.enabled and exporter is not None:
         say("== export: SavedModel + TFLite (fp32, fp16, int8, QAT) with latency")
         t = time.perf_counter()

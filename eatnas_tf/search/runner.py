@@ -109,9 +109,9 @@ def run_stage(run: RunDir, stage: Stage, *, executor=None, verbose: int = 0,
       progress: called with one line per candidate (None: silent).
       tensorboard: write per-candidate curves and the HParams table under `tb/<stage>/`.
       max_new: stop after this many *new* evaluations (tests: simulate an interruption).
-      deadline: `time.monotonic()` after which no new batch is proposed (a time budget's
-        share; at least one candidate is always evaluated); the stage then ends early and
-        a later run with more time resumes it.
+      deadline: `time.monotonic()` by which the stage ends (a time budget's share): no new
+        batch is proposed that would end after it at the mean candidate time so far (at
+        least one candidate is always evaluated); a later run with more time resumes it.
     """
     if parallel < 1:
         raise ValueError(f"parallel: received {parallel}; allowed values: >= 1")
@@ -129,9 +129,11 @@ def run_stage(run: RunDir, stage: Stage, *, executor=None, verbose: int = 0,
     stopped = False
     t_new = 0.0
     while not strategy.finished() and not stopped:
-        # A spent budget ends the stage, once it has at least one candidate to hand on.
-        if (deadline is not None and time.monotonic() >= deadline and replayed >= len(prior)
-                and replayed + new >= 1):
+        # A spent budget ends the stage, once it has at least one candidate to hand on:
+        # no new batch starts that would end (at the mean time of a candidate so far)
+        # after the deadline; what the stage leaves goes to the later phases.
+        if (deadline is not None and replayed >= len(prior) and replayed + new >= 1
+                and time.monotonic() + parallel * _mean_s(t_new, new, prior) >= deadline):
             if progress:
                 progress(f"[{stage.name}] time budget of the stage spent after "
                          f"{replayed + new} candidates")
@@ -327,6 +329,14 @@ def _prune_checkpoints(run: RunDir, keep) -> None:
     for name in os.listdir(root):
         if os.path.normpath(os.path.join("ckpt", name)) not in keep:
             shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+
+
+def _mean_s(t_new: float, new: int, prior: List[CandidateRecord]) -> float:
+    """Mean seconds of a candidate: this process' new ones, else the stored ones'."""
+    if new:
+        return t_new / new
+    walls = [r.wall_s for r in prior if r.trained and r.wall_s]
+    return sum(walls) / len(walls) if walls else 0.0
 
 
 def _eta_s(per_candidate: float, left: int, deadline: Optional[float]) -> str:
