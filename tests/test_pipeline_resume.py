@@ -207,3 +207,29 @@ def test_time_budget_kept_across_a_sigkill(tmp_path, photos):
     assert wall2 <= left + slack, (wall1, wall2, left, spent1, spent, slowest, fixed)
     assert sum(spent.values()) <= budget + slack, (spent, slowest)
     assert wall1 + wall2 <= budget + slack + 2 * 5, (wall1, wall2, spent, slowest)
+
+
+def test_budget_written_while_a_phase_runs(tmp_path):
+    """What a SIGKILL leaves: the running phase's time (up to the last tick) and its share
+    are on disk; a resumed process gives that phase its share minus its spend, and the
+    phases not started yet share what is left."""
+    from eatnas_tf.search import budget as budget_lib
+
+    path = str(tmp_path / "budget.json")
+    b = budget_lib.Budget.load(path, 100.0, tick_s=0.05)
+    b.add("setup", 10.0)
+    with b.phase("stage1_search") as ph:
+        assert ph.seconds == pytest.approx(90 * 0.25)
+        time.sleep(0.4)
+        on_disk = json.load(open(path))  # as a kill would leave it
+        resumed = budget_lib.Budget.load(path, 100.0)
+    assert on_disk["spent"]["stage1_search"] >= 0.25 and "stage1_search" not in on_disk["done"]
+    spent = resumed.spent["stage1_search"]
+    assert resumed.share_s("stage1_search") == pytest.approx(90 * 0.25 - spent)
+    left = 100.0 - 10.0 - spent
+    assert resumed.share_s("stage1_retrain") == pytest.approx(left * 0.10 / 0.75)
+    after = budget_lib.Budget.load(path, 100.0)
+    assert "stage1_search" in after.done and not after.finished()
+    assert after.plan("retrain_size", lambda: (2, None)) == (2, None)
+    again = budget_lib.Budget.load(path, 100.0)
+    assert again.plan("retrain_size", lambda: (3, None)) == [2, None]  # kept on resume
