@@ -85,6 +85,8 @@ def _num(text, kind, field, allowed, where):
 
 
 def to_text(arch: ArchSpec) -> str:
+    if not isinstance(arch, ArchSpec):  # another encoding (EPNAS Table 2 layer lists)
+        return arch.to_text()
     return ",".join(block_to_text(b) for b in arch.blocks)
 
 
@@ -280,6 +282,8 @@ def from_mnasnet(strings: Sequence[str], **defaults) -> ArchSpec:
 # ---------------------------------------------------------------------------------------
 def canonical_hash(arch: ArchSpec) -> str:
     """Stable 16-hex-digit id: equal specs hash equal across runs and machines."""
+    if not isinstance(arch, ArchSpec):  # another encoding (EPNAS Table 2 layer lists)
+        return arch.canonical_hash()
     payload = json.dumps(to_dict(arch), sort_keys=True, separators=(",", ":"))
     return hashlib.sha1(payload.encode()).hexdigest()[:16]
 
@@ -294,6 +298,14 @@ def parse_arch(value: str, **defaults) -> ArchSpec:
         raise InvalidArchitectureError(
             "arch: received an empty value; allowed values: text form, JSON or a file path")
     v = value.strip()
+    # EPNAS Table 2 layer lists (their ops are not block ops), imported here only: the
+    # EAT encoding does not depend on them (a bazel target below `epnas` has no such module).
+    try:
+        from eatnas_tf.epnas.table2 import codec as table2_codec
+    except ImportError:
+        table2_codec = None
+    if table2_codec is not None and table2_codec.looks_like(v):
+        return table2_codec.parse(v)
     if v.startswith("{") or v.startswith("["):
         return from_json(v, **defaults)
     looks_like_path = (os.sep in v or v.endswith(".json") or v.endswith(".txt")) and "," not in v

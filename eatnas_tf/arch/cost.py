@@ -90,6 +90,8 @@ def _ceil_div(a: int, b: int) -> int:
 
 def count(arch: ArchSpec, macro: MacroSpec) -> Cost:
     """Params, MAdds and a bytes-moved estimate of `arch` under `macro`."""
+    if not isinstance(arch, ArchSpec):  # another encoding (EPNAS Table 2 layer lists)
+        return arch.cost(macro)
     h = _ceil_div(macro.image_size, macro.stem_stride)
     cin = macro.in_channels
     stem = arch.stem

@@ -13,6 +13,10 @@ from typing import Tuple
 from eatnas_tf.epnas import actions
 from eatnas_tf.epnas.constraints import Constraint
 from eatnas_tf.epnas.policy import PAPER_LR
+from eatnas_tf.epnas.table2 import space as table2_space
+
+#: The spaces EPNAS searches: the EAT-NAS 7-block encoding, or the paper's own Table 2.
+SPACES = ("eat_blocks", "table2")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +36,11 @@ class EpnasConfig:
       predict_epochs: early stop after this many epochs (paper: 10).
       share: the parameter-sharing dictionary (also needs the search's `inherit`).
       dict_per_key: dimension variants kept per dictionary key.
+      space: "eat_blocks" (the EAT-NAS 7-block space of `--space`, in `mode`) or "table2"
+        (the paper's layer-by-layer space, Table 2: `epnas.table2`; layer mode only).
+      max_layers, init_layers, channels: the Table 2 space's MAX_LAYERS, the layers of
+        the random initial networks, and the channel sizes it may use (a subset of Table
+        2's; a CPU smoke narrows them).
       latency_threads, latency_runs: LiteRT timing of the `latency` constraint.
     """
 
@@ -49,6 +58,10 @@ class EpnasConfig:
     predict_epochs: int = 10
     share: bool = True
     dict_per_key: int = 4
+    space: str = "eat_blocks"
+    max_layers: int = table2_space.MAX_LAYERS
+    init_layers: int = 8
+    channels: Tuple[int, ...] = table2_space.CHANNELS
     latency_threads: int = 1
     latency_runs: int = 20
 
@@ -68,11 +81,35 @@ class EpnasConfig:
         if not 0 <= self.baseline_decay < 1:
             raise ValueError(f"epnas_baseline_decay: received {self.baseline_decay}; allowed "
                              "values: [0, 1)")
+        object.__setattr__(self, "channels", tuple(self.channels))
+        if self.space not in SPACES:
+            raise ValueError(f"epnas_space: received {self.space!r}; allowed values: "
+                             f"{', '.join(SPACES)}")
+        if self.space == "table2":
+            if self.mode != "layer":
+                raise ValueError(f"epnas_mode: received {self.mode!r} with --epnas_space=table2; "
+                                 "allowed values: layer (Table 2 is the layer-by-layer space; "
+                                 "Table 3's module search is not implemented)")
+            try:
+                self.table2_space(None)
+            except ValueError as e:
+                raise ValueError(f"epnas {e}") from None
+
+    def table2_space(self, macro) -> "table2_space.Table2Space":
+        """The Table 2 space these settings describe under `macro`."""
+        return table2_space.Table2Space(macro, max_layers=self.max_layers,
+                                        init_layers=self.init_layers, channels=self.channels)
 
     @property
     def max_candidates(self) -> int:
         return self.branches * self.steps * self.episodes
 
     def describe(self) -> dict:
-        """Every setting as plain values (constraints with their bounds and penalty p)."""
-        return dataclasses.asdict(self)
+        """Every setting as plain values (constraints with their bounds and penalty p); the
+        Table 2 space's settings only when it is searched (a block-space run's stored
+        options stay what they were)."""
+        d = dataclasses.asdict(self)
+        if self.space == "eat_blocks":
+            for k in ("space", "max_layers", "init_layers", "channels"):
+                d.pop(k)
+        return d

@@ -15,6 +15,11 @@ The search binaries call `define_flags()` at import and `from_flags()` in `main(
     --epnas_predict_lr=0.5          stop after --epnas_predict_epochs (the batch size is the
     --epnas_predict_epochs=10       data pipeline's --batch_size: the paper's 1024)
     --epnas_share                   the parameter-sharing dictionary (with --inherit)
+    --epnas_space=eat_blocks|table2 the EAT-NAS block space (--space) or the paper's
+                                    Table 2 layer lists (`epnas.table2`, layer mode)
+    --epnas_max_layers=24           Table 2: MAX_LAYERS
+    --epnas_init_layers=8           Table 2: layers of the random initial networks
+    --epnas_channels=16,32,...      Table 2: channel sizes (a subset of 16..256)
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 from absl import flags
 
 from eatnas_tf.epnas import actions
+from eatnas_tf.epnas import config as epnas_config
 from eatnas_tf.epnas.config import EpnasConfig
 from eatnas_tf.epnas.constraints import PAPER_P, parse_constraints
 
@@ -40,6 +46,8 @@ _FIELDS = (
     ("epnas_predict_epochs", "predict_epochs", "EPNAS prediction: early stop after N epochs."),
     ("epnas_share", "share", "EPNAS parameter-sharing dictionary."),
     ("epnas_dict_per_key", "dict_per_key", "EPNAS dictionary: dimension variants kept per key."),
+    ("epnas_max_layers", "max_layers", "EPNAS Table 2 space: MAX_LAYERS."),
+    ("epnas_init_layers", "init_layers", "EPNAS Table 2 space: layers of the initial networks."),
 )
 _DEFINE = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFINE_float}
 
@@ -57,13 +65,28 @@ def define_flags(fv=flags.FLAGS) -> None:
                        flag_values=fv)
     flags.DEFINE_enum("epnas_mode", d.mode, list(actions.MODES),
                       "EPNAS search pattern: layer-by-layer or module (block).", flag_values=fv)
+    flags.DEFINE_enum("epnas_space", d.space, list(epnas_config.SPACES),
+                      "EPNAS search space: the EAT-NAS blocks of --space, or the paper's "
+                      "Table 2 layer lists (layer mode).", flag_values=fv)
+    flags.DEFINE_list("epnas_channels", [str(c) for c in d.channels],
+                      "EPNAS Table 2 space: channel sizes (a subset of "
+                      f"{','.join(str(c) for c in d.channels)}).", flag_values=fv)
     for name, field, help_text in _FIELDS:
         default = getattr(d, field)
         _DEFINE[type(default)](name, default, help_text, flag_values=fv)
+
+
+def _channels(values) -> tuple:
+    try:
+        return tuple(int(v) for v in values)
+    except ValueError:
+        raise ValueError(f"epnas_channels: received {','.join(values)!r}; allowed values: "
+                         "comma-separated integers, e.g. 16,32,64") from None
 
 
 def from_flags(fv=flags.FLAGS) -> EpnasConfig:
     """The config the flags describe; ValueError (one line) on bad values."""
     return EpnasConfig(
         constraints=tuple(parse_constraints(fv.constraint or [], fv.constraint_penalty)),
+        space=fv.epnas_space, channels=_channels(fv.epnas_channels),
         mode=fv.epnas_mode, **{field: fv[name].value for name, field, _ in _FIELDS})

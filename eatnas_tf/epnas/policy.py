@@ -154,21 +154,20 @@ class Policy:
 
         L = keras.layers
         self.n_ops = len(spec_lib.OPS)
-        self.choice_sizes = {"scale": len(A.SCALE_ACTIONS), "kind": len(A.INSERT_KINDS),
-                             "place": aspace.max_places, "op": self.n_ops, "skip": len(A.SKIPS)}
+        self.choice_sizes = self._choice_sizes()
         # previous-choice vocabulary: a start id, then each decision's choices
         self._choice_off = {}
         o = 1
         for k, n in self.choice_sizes.items():
             self._choice_off[k] = o
             o += n
-        self.token_emb = L.Embedding(A.TOKEN_VOCAB, EMBED_UNITS, embeddings_initializer=U(),
+        self.token_emb = L.Embedding(self._token_vocab(), EMBED_UNITS, embeddings_initializer=U(),
                                      name="epnas_token_emb")
         self.net_lstm = L.LSTM(EMBED_UNITS, kernel_initializer=U(), recurrent_initializer=U(),
                                name="epnas_net_lstm")
         self.choice_emb = L.Embedding(o, EMBED_UNITS, embeddings_initializer=U(),
                                       name="epnas_choice_emb")
-        self.slot_emb = L.Embedding(NUM_SLOTS, EMBED_UNITS, embeddings_initializer=U(),
+        self.slot_emb = L.Embedding(self._num_slots(), EMBED_UNITS, embeddings_initializer=U(),
                                     name="epnas_slot_emb")
         self.scale_cell = L.LSTMCell(ACTION_UNITS, kernel_initializer=U(),
                                      recurrent_initializer=U(), name="epnas_scale_lstm")
@@ -181,6 +180,20 @@ class Policy:
         d = self._dummy_decision()
         self._forward([d], training=False)
         self.optimizer.build(self.trainable_variables)
+
+    # -- the action space's decisions (a subclass for another space overrides these) -----
+    token_fields = A.TOKEN_FIELDS
+
+    def _choice_sizes(self) -> Dict[str, int]:
+        """Each head's number of choices, in head order."""
+        return {"scale": len(A.SCALE_ACTIONS), "kind": len(A.INSERT_KINDS),
+                "place": self.aspace.max_places, "op": len(spec_lib.OPS), "skip": len(A.SKIPS)}
+
+    def _token_vocab(self) -> int:
+        return A.TOKEN_VOCAB
+
+    def _num_slots(self) -> int:
+        return NUM_SLOTS
 
     # -- parameters -----------------------------------------------------------------------
     @property
@@ -203,7 +216,7 @@ class Policy:
         import tensorflow as tf
 
         n = max(len(t) for t in token_batch)
-        ids = np.zeros((len(token_batch), n, A.TOKEN_FIELDS), dtype=np.int32)
+        ids = np.zeros((len(token_batch), n, self.token_fields), dtype=np.int32)
         mask = np.zeros((len(token_batch), n), dtype=bool)
         for i, toks in enumerate(token_batch):
             ids[i, :len(toks)] = toks

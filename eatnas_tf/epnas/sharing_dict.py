@@ -150,10 +150,17 @@ class SharingDict:
         """Candidates whose weights the dictionary refers to (their files must be kept)."""
         return sorted({e.cid for v in self.entries.values() for e in v.values()})
 
+    # -- the encoding's keys and shapes (a subclass for another space overrides these) ----
+    def groups(self, arch) -> List[Group]:
+        return layer_groups(arch, self.macro)
+
+    def shapes(self, arch) -> Dict[str, List[Tuple[int, ...]]]:
+        return tensor_shapes(arch, self.macro)
+
     def add(self, arch: ArchSpec, cid: int, acc: float) -> int:
         """Offers every layer of a trained candidate; returns how many entries it won."""
         won = 0
-        for g in layer_groups(arch, self.macro):
+        for g in self.groups(arch):
             slot = self.entries.setdefault(g.key, {})
             old = slot.get(g.signature)
             if old is not None and old.acc >= acc:
@@ -182,10 +189,10 @@ class SharingDict:
           child_shapes: the child's tensor shapes by layer name (default: computed from the
             encoding, `tensor_shapes`).
         """
-        shapes = child_shapes or tensor_shapes(arch, self.macro)
+        shapes = child_shapes or self.shapes(arch)
         out: Weights = {}
         donors, exact, adapted, groups = set(), 0, 0, 0
-        for g in layer_groups(arch, self.macro):
+        for g in self.groups(arch):
             e = self.lookup(g.key, g.signature)
             if e is None:
                 continue

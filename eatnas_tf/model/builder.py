@@ -56,6 +56,10 @@ def build_model(arch: ArchSpec, macro: MacroSpec, *, keras_module=None, aux_head
     Returns:
       An uncompiled functional model named `name`.
     """
+    if not isinstance(arch, ArchSpec):  # another encoding (EPNAS Table 2 layer lists)
+        return arch.build(macro, keras_module=keras_module, aux_head=aux_head,
+                          bn_momentum=bn_momentum, bn_epsilon=bn_epsilon, dropout=dropout,
+                          image_size=image_size, kernel_init=kernel_init)
     if keras_module is None:
         import keras as keras_module  # keep `tf_keras` users free of Keras 3
     L = keras_module.layers

@@ -57,11 +57,24 @@ class EPNAS(Strategy):
                  options: Optional[epnas_config.EpnasConfig] = None):
         super().__init__(space, config, rng, options)
         self.opt = options or epnas_config.EpnasConfig()
-        self.aspace = ActionSpace(space, self.opt.mode)
+        # What the policy acts on: the EAT blocks of `space` (`--epnas_space=eat_blocks`),
+        # or the paper's Table 2 layer lists under `space`'s input and classes (`table2`).
+        self.layer_space = None
+        self._policy_cls, dict_cls = Policy, SharingDict
+        if self.opt.space == "table2":
+            from eatnas_tf.epnas.table2 import actions as t2_actions
+            from eatnas_tf.epnas.table2 import policy as t2_policy
+            from eatnas_tf.epnas.table2 import sharing as t2_sharing
+
+            self.layer_space = self.opt.table2_space(space.macro)
+            self.aspace = t2_actions.Table2ActionSpace(self.layer_space)
+            self._policy_cls, dict_cls = t2_policy.Table2Policy, t2_sharing.Table2SharingDict
+        else:
+            self.aspace = ActionSpace(space, self.opt.mode)
         self.policy_seed = rng.randrange(2 ** 31)
         self._policy: Optional[Policy] = None
         self.baseline = MovingAverageBaseline(self.opt.baseline_decay)
-        self.sharing = (SharingDict(space.macro, self.opt.dict_per_key)
+        self.sharing = (dict_cls(space.macro, self.opt.dict_per_key)
                         if config.inherit and self.opt.share else None)
         self._weights: Optional[WeightsCache] = None
         self._latency = None
@@ -85,7 +98,7 @@ class EPNAS(Strategy):
     @property
     def policy(self) -> Policy:
         if self._policy is None:
-            self._policy = Policy(self.aspace, seed=self.policy_seed,
+            self._policy = self._policy_cls(self.aspace, seed=self.policy_seed,
                                   learning_rate=self.opt.policy_lr,
                                   entropy_weight=self.opt.entropy_weight)
         return self._policy
@@ -101,12 +114,15 @@ class EPNAS(Strategy):
     # -- proposals ------------------------------------------------------------------------
     def _initial_heads(self) -> List[Any]:
         n = self.opt.branches
+        sampler = self.layer_space or self.space
         if self.config.seed_archs:
             basics = [
                 codec.parse_arch(a, **self.space.arch_defaults()) for a in self.config.seed_archs
             ]
+            if self.layer_space is not None:
+                basics = [self.layer_space.validate(a) for a in basics]
             return [basics[i % len(basics)] for i in range(n)]
-        return [self.space.sample(self.rng) for _ in range(n)]
+        return [sampler.sample(self.rng) for _ in range(n)]
 
     def _next_heads(self) -> List[Any]:
         """The episode's top-N distinct models by reward (failed ones excluded)."""

@@ -33,6 +33,8 @@ DEFAULT_METRICS = ("val_acc", "val_loss", "test_acc", "params", "madds", "score"
 def arch_hparams(arch: ArchSpec) -> Dict[str, Any]:
     """Flat architecture fields: `arch` (text form), `b1_op` ... `b7_depth`, `layers`,
     `total_expansion` — the values the HParams table and parallel-coordinates view show."""
+    if not isinstance(arch, ArchSpec):  # another encoding (EPNAS Table 2 layer lists)
+        return arch.hparams()
     out: Dict[str, Any] = {"arch": codec.to_text(arch)}
     for i, b in enumerate(arch.blocks, start=1):
         for f in BLOCK_FIELDS:
