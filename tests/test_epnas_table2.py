@@ -127,6 +127,22 @@ def test_params_equal_count_params_and_madds_by_hand():
     assert count(dead, CIFAR).params == 3 * 3 * 3 * 32 + 4 * 32 + 32 * 10 + 10
 
 
+def test_madds_match_tensorflows_profiler():
+    import keras
+
+    from eatnas_tf.model.builder import build_model
+    from eatnas_tf.model.profile import profiler_madds
+
+    archs = [K.from_text("conv_k1_c32_crelu_src0,avgpool_k3_src1_skip0,add_src2_skip1,"
+                         "maxpool_k2_src3,sepconv_k7_c64_selu_src4_skip1")]
+    archs += _random_archs(PAPER, 4, seed=8)
+    for arch in archs:
+        analytic = count(arch, CIFAR).madds
+        assert abs(profiler_madds(build_model(arch, CIFAR)) - analytic) <= 0.01 * analytic, \
+            K.to_text(arch)
+        keras.backend.clear_session()
+
+
 def test_builder_names_are_deterministic():
     from eatnas_tf.epnas.table2.builder import build_model
 
