@@ -191,7 +191,8 @@ def _cost_axis(ax, lo: float, hi: float) -> bool:
 
 def pareto_scatter(candidates: Sequence[Mapping[str, Any]], path: str, cost_key: str = "madds",
                    target: Optional[float] = None, acc_key: str = "val_acc",
-                   title: Optional[str] = None) -> str:
+                   title: Optional[str] = None,
+                   anchors: Optional[Sequence[Mapping[str, Any]]] = None) -> str:
     """Validation accuracy vs cost of every successful candidate, coloured by stage.
 
     Args:
@@ -204,6 +205,9 @@ def pareto_scatter(candidates: Sequence[Mapping[str, Any]], path: str, cost_key:
       target: the resource target of Eq. 1, drawn as a vertical line.
       acc_key: the accuracy on the y axis.
       title: figure title.
+      anchors: retrained reference points (`report.anchor.pareto_anchors`: `label`,
+        `cost_key`, `acc_key`, `winner`), e.g. MobileNetV2 α 0.35 / 0.5 and the retrained
+        winner, drawn as labelled diamonds (the winner's as a square).
 
     Each stage gets its own Pareto front (a step line through the non-dominated points):
     stages train on different data, so their accuracies are not comparable.
@@ -233,6 +237,9 @@ def pareto_scatter(candidates: Sequence[Mapping[str, Any]], path: str, cost_key:
             ax.scatter(fx, fy, s=46, facecolors="none", edgecolors=col, linewidths=1.4,
                        label=f"{stage} Pareto front")
     xs = [_num(c[cost_key]) for c in ok]
+    anchor_pts = [(a, _num(a.get(cost_key)), _num(a.get(acc_key))) for a in anchors or ()]
+    anchor_pts = [(a, x, y) for a, x, y in anchor_pts if x is not None and y is not None]
+    xs += [x for _, x, _ in anchor_pts]
     lo, hi = min(xs), max(xs)
     if _num(target) is not None and target > 0:
         ax.axvline(target, color="#444444", ls="--", lw=1.2,
@@ -250,6 +257,17 @@ def pareto_scatter(candidates: Sequence[Mapping[str, Any]], path: str, cost_key:
         ax.annotate(f"winner #{w.get('id', '')}".rstrip(" #"), (wx, wy),
                     xytext=(-12 if right else 12, 8), textcoords="offset points",
                     ha="right" if right else "left", fontsize=9, fontweight="bold")
+    anchor_colours = ("#30638E", "#7A9E7E", "#8E5572", "#EDAE49")
+    for i, (a, ax_x, ax_y) in enumerate(anchor_pts):
+        win = bool(a.get("winner"))
+        ax.scatter([ax_x], [ax_y], marker="s" if win else "D", s=90,
+                   color="#D1495B" if win else anchor_colours[i % len(anchor_colours)],
+                   edgecolors="black", linewidths=0.8, zorder=7,
+                   label=f"{a.get('label', '')} (retrained)")
+        # alternate the label above / below so close points stay readable
+        ax.annotate(str(a.get("label", "")), (ax_x, ax_y),
+                    xytext=(8, -14) if i % 2 == 0 else (8, 10),
+                    textcoords="offset points", fontsize=8)
     ax.margins(y=0.08)
     ax.set_xlabel(label + (" (log scale)" if ax.get_xscale() == "log" else ""))
     ax.set_ylabel("validation accuracy")

@@ -174,7 +174,8 @@ def make_plots(run_dir: str, report: Mapping[str, Any], candidates: Sequence[Map
             history, p, title=f"Population accuracy and quality — {report.get('space', 'search')}")
     if any(_ok(c) and _num(c.get("madds")) is not None for c in candidates):
         jobs["pareto"] = lambda p: plots_lib.pareto_scatter(
-            candidates, p, cost_key="madds", target=_pareto_target(report))
+            candidates, p, cost_key="madds", target=_pareto_target(report),
+            anchors=report.get("anchors"))
     winner = report.get("winner")
     space_name = _winner_space(report)
     if winner and winner.get("arch") and space_name:

@@ -25,7 +25,7 @@ from eatnas_tf.model import artifact, layer_weights, weights_io
 from eatnas_tf.record import CandidateRecord
 from eatnas_tf.report import pareto as pareto_lib
 from eatnas_tf.report import search_report
-from eatnas_tf.search.run_dir import RunDir
+from eatnas_tf.search.run_dir import TB, RunDir
 from eatnas_tf.search.runner import StageResult
 from eatnas_tf.store import atomic
 from eatnas_tf.train import retrain_lib
@@ -53,8 +53,11 @@ def retrain_topk(run: RunDir, result: StageResult, data: DataConfig, train: Trai
         if progress:
             progress(f"[{result.stage.name}] retrain {rank}/{len(top)}: c{rec.id:05d} "
                      f"{rec.arch} (search val_acc {rec.val_acc:.4f})")
+        # curves under DIR/tb/retrain/<stage>/cNNNNN: `tensorboard --logdir DIR/tb` shows them
         r = retrain_lib.retrain(rec.spec(result.stage.space), result.stage.space, data, train,
-                                out, verbose=verbose)
+                                out, verbose=verbose,
+                                log_dir=run.file(TB, "retrain", result.stage.name,
+                                                 f"c{rec.id:05d}"))
         rows.append({**search_row(result.stage.name, rec),
                      "val_acc": r.get("val_acc"), "test_acc": r.get("test_acc"),
                      "params": r["params"], "madds": r["madds"], "epochs": r.get("epochs"),

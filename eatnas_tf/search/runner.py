@@ -107,7 +107,8 @@ def run_stage(run: RunDir, stage: Stage, *, executor=None, verbose: int = 0,
         observed in proposal order, so the result depends only on the seed and K.
       verbose: passed to the trainer.
       progress: called with one line per candidate (None: silent).
-      tensorboard: write per-candidate curves and the HParams table under `tb/<stage>/`.
+      tensorboard: write per-candidate curves (per step and per epoch), the HParams table
+        and the stage's curves over candidates (`hparams.SearchScalars`) under `tb/<stage>/`.
       max_new: stop after this many *new* evaluations (tests: simulate an interruption).
       deadline: `time.monotonic()` by which the stage ends (a time budget's share): no new
         batch is proposed that would end after it at the mean candidate time so far (at
@@ -164,10 +165,11 @@ def run_stage(run: RunDir, stage: Stage, *, executor=None, verbose: int = 0,
                 break
             if start + j < len(prior):
                 replayed += 1
-            loop.observe(record)
+            loop.observe(record, fresh=start + j >= len(prior))
             if start + j >= len(prior):
                 # the batch's records not observed yet keep their weights too
                 loop.store_state(pending=[r.id for r in records[j + 1:] if r is not None])
+    loop.close()
     if replayed and progress:
         progress(f"[{stage.name}] resumed: {replayed} stored candidates replayed, {new} new")
     records = [r for r in load_records(run.candidates()) if r.stage == stage.name]
@@ -194,6 +196,8 @@ class _Loop:
                  tb_root: Optional[str], progress):
         self.run, self.stage, self.strategy, self.executor = run, stage, strategy, executor
         self.tb_root = tb_root
+        # the stage's curves over candidates (quality, best / mean accuracy): tb/<stage>/search
+        self.scalars = hparams.SearchScalars(tb_root) if tb_root else None
         self.by_hash: Dict[str, CandidateRecord] = {}
 
     # -- evaluation -------------------------------------------------------------------------
@@ -292,10 +296,18 @@ class _Loop:
         return stored
 
     # -- after each record ------------------------------------------------------------------
-    def observe(self, record: CandidateRecord) -> None:
+    def observe(self, record: CandidateRecord, fresh: bool = True) -> None:
+        """Feeds `record` to the strategy; `fresh`: evaluated by this process (a replayed
+        one's TensorBoard points were written by the process that evaluated it)."""
         if record.ok and record.trained:
             self.by_hash.setdefault(record.hash, record)
         self.strategy.observe(record)
+        if self.scalars is not None:
+            self.scalars.add(record, self.strategy.history(), write=fresh)
+
+    def close(self) -> None:
+        if self.scalars is not None:
+            self.scalars.close()
 
     def store_state(self, pending: List[int]) -> None:
         """Prunes weights and checkpoints no live candidate needs, writes the strategy's

@@ -90,3 +90,60 @@ def log_candidate(session_dir: str, hparams: Mapping[str, Any], metrics: Mapping
             if isinstance(v, numbers.Real) and not isinstance(v, bool):
                 tf.summary.scalar(k, float(v), step=0)
     writer.close()
+
+
+SEARCH_RUN = "search"  # tb/<stage>/search: the stage's curves over candidates
+
+
+class SearchScalars:
+    """A stage's progress as TensorBoard scalars, x axis = candidate index in the stage
+    (1, 2, ...), in the run `<stage root>/search`:
+
+      search/val_acc            the candidate's validation accuracy (failed: skipped)
+      search/best_val_acc       best over the candidates evaluated so far
+      search/mean_val_acc       mean over them
+      population/quality        the population's quality Q (Eq. 3), when the strategy has a
+      population/mean_acc       population (evolution) and this candidate changed it
+      population/std_acc
+      population/best_acc
+
+    `add(record, history, write=False)` keeps the running figures of a replayed (resumed)
+    candidate without writing it again: its points are in the earlier process' event file.
+    """
+
+    def __init__(self, stage_root: str):
+        self.dir = os.path.join(stage_root, SEARCH_RUN)
+        self.n = 0
+        self.accs: list = []
+        self.history_len = 0
+        self.writer = None
+
+    def add(self, record, history: Sequence[Mapping[str, Any]], write: bool = True) -> None:
+        """`record`: the observed `CandidateRecord`; `history`: the strategy's history rows
+        after observing it (`Strategy.history()`)."""
+        self.n += 1
+        acc = record.val_acc if record.ok else None
+        if acc is not None:
+            self.accs.append(float(acc))
+        row = history[-1] if len(history) > self.history_len else None
+        self.history_len = len(history)
+        if not write:
+            return
+        if self.writer is None:
+            self.writer = tf.summary.create_file_writer(self.dir)
+        with self.writer.as_default(step=self.n):
+            if acc is not None:
+                tf.summary.scalar("search/val_acc", float(acc))
+            if self.accs:
+                tf.summary.scalar("search/best_val_acc", max(self.accs))
+                tf.summary.scalar("search/mean_val_acc", sum(self.accs) / len(self.accs))
+            for k in ("quality", "mean_acc", "std_acc", "best_acc"):
+                v = row.get(k) if row else None
+                if isinstance(v, numbers.Real) and not isinstance(v, bool):
+                    tf.summary.scalar(f"population/{k}", float(v))
+        self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None

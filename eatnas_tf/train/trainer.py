@@ -174,7 +174,8 @@ def train(build_fn: Callable[[], Any], data: DataBundle, config: TrainConfig, *,
           return_weights: bool = True, verbose: int = 0,
           strategy: Optional[tf.distribute.Strategy] = None,
           initial_weights: Optional[Dict[str, List[np.ndarray]]] = None,
-          keep_checkpoint: bool = False) -> TrainResult:
+          keep_checkpoint: bool = False,
+          log_every_steps: Optional[int] = None) -> TrainResult:
     """Trains the model `build_fn()` on `data` under `config`.
 
     Args:
@@ -185,7 +186,12 @@ def train(build_fn: Callable[[], Any], data: DataBundle, config: TrainConfig, *,
       prepare_fn: called with the built model before compiling (weight inheritance goes
         here); its return value is kept in `TrainResult.prepare_result`.
       log_dir: TensorBoard run directory: scalars per epoch (loss, accuracy, learning rate,
-        images/s) under `log_dir/train` and `log_dir/validation`.
+        images/s) under `log_dir/train` and `log_dir/validation`, and per step (`batch_loss`,
+        `batch_accuracy`: the epoch-to-date means Keras reports, and `batch_learning_rate`,
+        x axis = global step) under `log_dir/train`, so a 1-epoch candidate draws a line.
+      log_every_steps: the step scalars' interval (always also the first and last step of
+        an epoch); None: `step_interval(steps_per_epoch)` (the EATNAS_TB_EVERY_STEPS
+        environment variable, else ~20 points per epoch); 0: no step scalars.
       checkpoint_dir: save after every epoch and resume from it when it exists; removed
         after a successful run unless `keep_checkpoint` (the caller removes it once its
         own outputs are safely written).
@@ -253,6 +259,7 @@ def train(build_fn: Callable[[], Any], data: DataBundle, config: TrainConfig, *,
             else None
         )
         writers = _Writers(log_dir)
+        every = step_interval(steps_per_epoch, log_every_steps)
         timer = _FirstStepTimer()
         batch = data.config.batch_size
         for epoch in range(start_epoch, config.epochs):
@@ -270,7 +277,8 @@ def train(build_fn: Callable[[], Any], data: DataBundle, config: TrainConfig, *,
                 validation_data=val if validate else None,
                 verbose=2 if verbose >= 2 else 0,
                 shuffle=False,
-                callbacks=[timer] if epoch == start_epoch else [],
+                callbacks=([timer] if epoch == start_epoch else [])
+                + writers.step_callbacks(epoch, steps_per_epoch, every, main_output, model),
             )
             dt = time.perf_counter() - t0
             logs = {k: v[-1] for k, v in h.history.items()}
@@ -391,6 +399,59 @@ def _progress(verbose, epoch, epochs, hist, ips, validated):
     print(line, flush=True)
 
 
+STEP_POINTS_PER_EPOCH = 20
+STEP_ENV = "EATNAS_TB_EVERY_STEPS"
+
+
+def step_interval(steps_per_epoch: int, log_every_steps: Optional[int] = None) -> int:
+    """Steps between two step-level TensorBoard points: `log_every_steps` when given, else
+    the `EATNAS_TB_EVERY_STEPS` environment variable (how a search's interval reaches the
+    trainer in every executor, subprocesses included), else `steps_per_epoch // 20`
+    (at least 1). 0 turns the step scalars off."""
+    if log_every_steps is None:
+        env = os.environ.get(STEP_ENV, "").strip()
+        if env:
+            try:
+                log_every_steps = int(env)
+            except ValueError:
+                raise ValueError(f"{STEP_ENV}: received {env!r}; allowed values: an integer "
+                                 ">= 0") from None
+    if log_every_steps is None:
+        return max(1, steps_per_epoch // STEP_POINTS_PER_EPOCH)
+    if log_every_steps < 0:
+        raise ValueError(f"log_every_steps: received {log_every_steps}; allowed values: >= 0")
+    return int(log_every_steps)
+
+
+class _StepScalars(keras.callbacks.Callback):
+    """Step-level scalars of one epoch: every `every` steps, and at its first and last
+    step; the logs' tensors are read only then (cheap: a few scalars per ~20 steps)."""
+
+    def __init__(self, writer, epoch: int, steps_per_epoch: int, every: int,
+                 main_output: Optional[str], model):
+        super().__init__()
+        self.writer, self.epoch, self.steps = writer, epoch, steps_per_epoch
+        self.every, self.main_output, self.trained = every, main_output, model
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = self.epoch * self.steps + batch + 1
+        if not logs or not (step % self.every == 0 or batch == 0 or batch == self.steps - 1):
+            return
+        with self.writer.as_default(step=step):
+            for metric in ("loss", "accuracy"):
+                try:
+                    tf.summary.scalar(f"batch_{metric}",
+                                      float(_pick(logs, self.main_output, metric)))
+                except KeyError:
+                    pass
+            opt = getattr(self.trained, "optimizer", None)
+            if opt is not None:
+                tf.summary.scalar("batch_learning_rate", float(opt.learning_rate))
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.writer.flush()
+
+
 class _Writers:
     """TensorBoard scalars of one run: `train/` and `validation/` (Keras' layout)."""
 
@@ -399,6 +460,11 @@ class _Writers:
         if log_dir:
             self.train = tf.summary.create_file_writer(os.path.join(log_dir, "train"))
             self.val = tf.summary.create_file_writer(os.path.join(log_dir, "validation"))
+
+    def step_callbacks(self, epoch, steps_per_epoch, every, main_output, model) -> list:
+        if self.train is None or every <= 0:
+            return []
+        return [_StepScalars(self.train, epoch, steps_per_epoch, every, main_output, model)]
 
     def epoch(self, epoch, hist, images_per_s, validated):
         if self.train is None:
