@@ -33,7 +33,7 @@ from eatnas_tf.arch import codec  # noqa: E402
 from eatnas_tf.arch import space as space_lib
 from eatnas_tf.latency import measure as M  # noqa: E402
 from eatnas_tf.latency import signature as S
-from eatnas_tf.latency.predictor import Predictor  # noqa: E402
+from eatnas_tf.latency.predictor import DEFAULT_FIT, Predictor  # noqa: E402
 from eatnas_tf.latency.table import LatencyTable  # noqa: E402
 from eatnas_tf.store import atomic  # noqa: E402
 
@@ -63,6 +63,11 @@ def run_one(space_name, n, fmt, a, work):
     model_timer = M.HostTimer(a.threads, warmup=10, runs=a.runs, statistic=a.statistic)
     whole = atomic.read_json(models_path) if os.path.exists(models_path) else {}
     pred = Predictor(table)
+    load_start = [round(x, 2) for x in os.getloadavg()]
+    # build times so far (a benchmark stopped and rerun resumes its tables and models)
+    times_path = os.path.join(work, f"times_{space_name}_{fmt}_t{a.threads}.json")
+    spent = (atomic.read_json(times_path) if os.path.exists(times_path)
+             else {"layer_s": 0.0, "model_s": 0.0, "layers": 0, "models": 0})
     layer_s = model_s = 0.0
     for arch in fit_archs + archs:
         t0 = time.perf_counter()
@@ -74,37 +79,49 @@ def run_one(space_name, n, fmt, a, work):
             whole[key] = model_timer(M.arch_tflite(arch, macro, fmt), "model")
             model_s += time.perf_counter() - t0
             atomic.write_json(models_path, whole)
+            spent["models"] += 1
         table.save()
+        atomic.write_json(times_path, dict(spent, layer_s=spent["layer_s"] + layer_s,
+                                           model_s=spent["model_s"] + model_s,
+                                           layers=spent["layers"] + table.measured))
         print(f"{space_name} {fmt}: {len(table)} layers, {len(whole)} models", flush=True)
     samples = [(x, macro, whole[codec.to_text(x)]) for x in fit_archs]
     out = {}
-    for name, per_layer, scale in (("offset", False, False), ("offset_per_layer", True, False),
-                                   ("scale_offset", False, True)):
-        fit = pred.fit(samples, per_layer=per_layer, scale=scale)
+    for name, method in (("offset", "offset"), ("offset_per_layer", "per_layer"),
+                         ("scale_offset", "scale"), ("scale_offset_relative", "scale_relative"),
+                         ("power", "power")):
+        fit = pred.fit(samples, method=method)
         p = [pred.predict_ms(x, macro) for x in archs]
         m = [whole[codec.to_text(x)] for x in archs]
         out[name] = dict(_metrics(p, m), constant_ms=fit["constant_ms"], scale=fit["scale"],
-                         per_layer_ms=fit["per_layer_ms"],
+                         per_layer_ms=fit["per_layer_ms"], exponent=fit["exponent"],
                          fit_residuals_ms=fit["residuals_ms"])
     raw = [pred.layer_sum_ms(x, macro)[0] for x in archs]
     out["sum_only"] = _metrics(raw, [whole[codec.to_text(x)] for x in archs])
-    pred.fit(samples, per_layer=False)
+    pred.fit(samples, method=DEFAULT_FIT)  # the table keeps the CLI's default fit
     table.save()
     n_layers = len(table)
-    per_layer_build = layer_s / max(table.measured, 1)
+    total = atomic.read_json(times_path) if os.path.exists(times_path) else spent
+    per_layer_build = total["layer_s"] / max(total["layers"], 1)
     full = len(S.space_layers(space))
     out.update({
-        "architectures": n, "fit_models": a.fit_models, "threads": a.threads,
+        "architectures": n, "fit_models": a.fit_models, "threads": a.threads, "runs": a.runs,
+        "load_avg_1_5_15_start": load_start,
+        "load_avg_1_5_15_end": [round(x, 2) for x in os.getloadavg()],
         "whole_model_statistic": a.statistic, "layer_statistic": "median",
         "measured_ms_range": [round(min(whole[codec.to_text(x)] for x in archs), 4),
                               round(max(whole[codec.to_text(x)] for x in archs), 4)],
         "table_layers_used": n_layers, "table_bytes": os.path.getsize(table_path),
         "layers_measured_this_run": table.measured,
         "layer_build_s_this_run": round(layer_s, 1),
-        "s_per_layer": round(per_layer_build, 3) if table.measured else None,
+        "layer_build_s_total": round(total["layer_s"], 1),
+        "layers_measured_total": total["layers"],
+        "s_per_layer": round(per_layer_build, 3) if total["layers"] else None,
         "whole_model_s_this_run": round(model_s, 1),
+        "whole_model_s_total": round(total["model_s"], 1),
         "full_space_layers": full,
-        "full_space_build_s_estimate": round(full * per_layer_build) if table.measured else None,
+        "full_space_build_s_estimate": (round(full * per_layer_build) if total["layers"]
+                                        else None),
     })
     return out
 
@@ -115,7 +132,7 @@ def main():
     ap.add_argument("--cifar", type=int, default=30)
     ap.add_argument("--formats", default="fp32,int8")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--runs", type=int, default=100)
+    ap.add_argument("--runs", type=int, default=200)
     ap.add_argument("--fit_models", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--statistic", default="median", choices=("median", "min"),
@@ -126,7 +143,8 @@ def main():
     a = ap.parse_args()
     os.makedirs(a.work, exist_ok=True)
     t0 = time.time()
-    results = {"host": M.host_description(), "litert": M.litert_version(),
+    results = {"command": " ".join(["benchmarks/latency_predictor.py"] + sys.argv[1:]),
+               "host": M.host_description(), "litert": M.litert_version(),
                "note": "shared 2-core machine loaded by other agents: timings are noisy",
                "spaces": {}}
     for fmt in a.formats.split(","):  # fp32 of both spaces first: a cut-short run has both

@@ -28,7 +28,12 @@ cli.quiet_import_tensorflow()  # before the library: keeps usage errors one line
 from eatnas_tf.arch import space as space_lib  # noqa: E402
 from eatnas_tf.latency import measure as measure_lib  # noqa: E402
 from eatnas_tf.latency import signature as sig_lib
-from eatnas_tf.latency.predictor import Predictor, measure_models  # noqa: E402
+from eatnas_tf.latency.predictor import (  # noqa: E402
+    DEFAULT_FIT,
+    FIT_METHODS,
+    Predictor,
+    measure_models,
+)
 from eatnas_tf.latency.table import LatencyTable  # noqa: E402
 
 _SPACE = flags.DEFINE_enum("space", None, list(space_lib.SPACES), "Search space to tabulate.")
@@ -48,6 +53,11 @@ _PER_LAYER = flags.DEFINE_bool("per_layer_fit", False,
                                "Also fit a per-layer term (least squares on [1, layers]).")
 _SCALE = flags.DEFINE_bool("scale_fit", False, "Fit a factor on the layer sum and an offset "
                            "(least squares on [sum, 1]) instead of the offset alone.")
+_FIT_METHOD = flags.DEFINE_enum(
+    "fit", None, list(FIT_METHODS), "How the whole models calibrate the layer sum (default: "
+    f"{DEFAULT_FIT}; benchmarks/results/latency_predictor.json compares them): offset, "
+    "per_layer (offset + per-layer term), scale (factor + offset), scale_relative (the same, "
+    "least relative squares), power (scale x sum ^ exponent).")
 _BENCH = flags.DEFINE_string("benchmark_binary", "/data/local/tmp/benchmark_model",
                              "LiteRT benchmark_model on the adb device.")
 
@@ -114,8 +124,9 @@ def main(argv):
             rng = random.Random(_SEED.value)
             archs = [space.sample(rng) for _ in range(_FIT.value)]
             pred = Predictor(table)
-            pred.fit(measure_models(archs, space.macro, table.fmt, timer),
-                     per_layer=_PER_LAYER.value, scale=_SCALE.value)
+            method = _FIT_METHOD.value or ("scale" if _SCALE.value else "per_layer"
+                                           if _PER_LAYER.value else DEFAULT_FIT)
+            pred.fit(measure_models(archs, space.macro, table.fmt, timer), method=method)
     except ValueError as e:  # bad device / binary output: one line
         raise cli.UsageError(str(e)) from None
     finally:
@@ -124,8 +135,8 @@ def main(argv):
                     "device": table.device, "entries": len(table), "measured": table.measured,
                     "complete": complete, "build_s": round(build_s, 1),
                     "bytes": os.path.getsize(table.path), "fit": table.fit and {
-                        k: table.fit.get(k) for k in ("constant_ms", "scale", "per_layer_ms",
-                                                      "n_models", "residuals_ms",
+                        k: table.fit.get(k) for k in ("method", "constant_ms", "scale", "exponent",
+                                                      "per_layer_ms", "n_models", "residuals_ms",
                                                       "median_abs_pct_error")}})
     print(json.dumps(summary))
 

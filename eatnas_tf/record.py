@@ -47,6 +47,8 @@ class CandidateRecord:
       inherit, inherit_summary: `model.sharing.InheritReport` as a dict / one line.
       parent_weights: weights file inherited from (None: none).
       resource: the Eq. 1 cost sub-objective's value; score: Eq. 1 (None when failed).
+      latency_ms: predicted batch-1 latency of the architecture from the search's latency
+        table (`--latency_table`, `eatnas_tf.latency`; None without one).
       wall_s: wall time of the evaluation.
       duplicate_of: id of the earlier record of the same architecture whose result this
         one reuses (never trained twice).
@@ -85,6 +87,7 @@ class CandidateRecord:
     parent_weights: Optional[str] = None
     resource: Optional[float] = None
     score: Optional[float] = None
+    latency_ms: Optional[float] = None
     reason: Optional[str] = None
     wall_s: float = 0.0
     duplicate_of: Optional[int] = None
@@ -163,8 +166,10 @@ class CandidateRecord:
         return (self.epochs or 0) - (self.resumed_from_epoch or 0)
 
     def metric(self, name: str) -> Optional[float]:
-        """A cost or quality metric by name (`params`, `madds`, `val_acc`, or an `extra`
-        key such as a predicted latency)."""
+        """A cost or quality metric by name (`params`, `madds`, `latency` (= `latency_ms`),
+        `val_acc`, or an `extra` key)."""
+        if name == "latency":
+            name = "latency_ms"
         if name in _FIELDS and name != "extra":
             return getattr(self, name)
         return self.extra.get(name)

@@ -174,6 +174,9 @@ def export_plan(plan: ExportPlan) -> Dict[str, Any]:
                 formats[fmt]["latency"] = lat[fmt]
                 formats[fmt]["size_ratio_vs_fp32"] = ratio
             report["formats"] = formats
+            from export import latency_report  # predicted vs measured (issue 16)
+
+            latency_report.attach(report, plan)
 
             report["checks"] = checks_lib.summary(report["saved_model"], formats, plan.config,
                                                   cost.madds, plan.claim)

@@ -304,3 +304,218 @@ def test_scale_fit_recovers_factor_and_offset():
     assert fit["scale"] == pytest.approx(0.5, abs=1e-3)
     assert fit["constant_ms"] == pytest.approx(0.1, abs=1e-3)
     assert p.predict_ms(archs[0], space.macro) == pytest.approx(samples[0][2], abs=1e-3)
+
+
+# -- latency as a search objective ----------------------------------------------------------
+
+def _filled_table(path, space, archs, ms=0.01, fit=None):
+    """A table file holding every layer of `archs` (entries: `ms` × position) and `fit`."""
+    keys = sorted({s.key for a in archs for s in S.arch_layers(a, space.macro)})
+    t = LatencyTable("fp32", 1, device={"kind": "host", "cpu": "test"}, path=str(path),
+                     entries={k: ms * (i + 1) for i, k in enumerate(keys)}, fit=fit)
+    t.save()
+    return t
+
+
+def test_eq1_with_latency_target():
+    """Eq. 1 with a latency target: at the target the score is the accuracy; 2x slower
+    costs ~5% (w = -0.07), faster gains a little; the record's `latency` is latency_ms."""
+    from eatnas_tf.record import CandidateRecord
+    from eatnas_tf.search import objective
+
+    assert objective.score(0.8, 2.0, 2.0) == pytest.approx(0.8)
+    assert objective.score(0.8, 4.0, 2.0) == pytest.approx(0.8 * 2 ** -0.07)
+    assert objective.score(0.8, 1.0, 2.0) > 0.8
+    rec = CandidateRecord(status="ok", val_acc=0.8, madds=10**6, latency_ms=1.5)
+    assert rec.metric("latency") == rec.metric("latency_ms") == 1.5
+    line = json.loads(json.dumps(rec.to_json()))
+    assert line["latency_ms"] == 1.5 and CandidateRecord.from_json(line) == rec
+    assert "latency_ms" not in CandidateRecord(status="ok").to_json()  # only when predicted
+
+
+def test_latency_config_from_table(tmp_path):
+    from eatnas_tf.latency import config as LC
+
+    space = space_lib.get_space("digits")
+    arch = space.sample(random.Random(0))
+    path = tmp_path / "t.json"
+    t = _filled_table(path, space, [arch], fit={"constant_ms": 0.05, "scale": 1.0})
+    cfg = LC.LatencyConfig.from_table(str(path))
+    assert (cfg.fmt, cfg.threads, cfg.device, cfg.constant_ms) == ("fp32", 1, "host: test",
+                                                                   0.05)
+    want = sum(t.entries[s.key] for s in S.arch_layers(arch, space.macro)) + 0.05
+    assert LC.predict_ms(cfg, arch, space.macro) == pytest.approx(want, abs=1e-4)
+    with pytest.raises(ValueError, match="latency_format: received 'int8'"):
+        LC.LatencyConfig.from_table(str(path), fmt="int8")
+    new = LC.LatencyConfig.from_table(str(tmp_path / "new.json"), threads=2)
+    assert (new.fmt, new.threads) == ("fp32", 2) and os.path.exists(tmp_path / "new.json")
+    refit = LC.LatencyConfig.from_table(str(path))
+    t.fit = {"constant_ms": 0.5}
+    t.save()
+    LC._PREDICTORS.clear()
+    with pytest.raises(ValueError, match="changed since the search started"):
+        LC.predict_ms(refit, arch, space.macro)
+
+
+class _FakeExecutor:
+    """Evaluates requests without training: accuracy from the arch hash."""
+
+    def run(self, reqs):
+        from eatnas_tf.arch.cost import count
+        from eatnas_tf.record import CandidateRecord
+        from eatnas_tf.search.evaluate import EvalResult
+
+        out = []
+        for r in reqs:
+            c = count(r.arch, r.space.macro)
+            acc = 0.5 + 0.4 * (int(codec.canonical_hash(r.arch), 16) % 1000) / 1000
+            out.append(EvalResult(CandidateRecord(status="ok", val_acc=acc, params=c.params,
+                                                  madds=c.madds, layers=c.layers,
+                                                  epochs=1, seed=r.seed)))
+        return out
+
+
+def test_cost_metric_latency_through_search_config_and_runner(tmp_path):
+    """`cost_metric=latency`: the runner predicts each candidate's latency_ms from the
+    stage's table (its SearchConfig.latency), scores Eq. 1 on it and stores it; a stage
+    without a table, or a latency metric without a target, is refused."""
+    from eatnas_tf.data.datasets import DataConfig
+    from eatnas_tf.latency import config as LC
+    from eatnas_tf.record import CandidateRecord
+    from eatnas_tf.search import objective
+    from eatnas_tf.search.experiment import SearchExperiment, Stage
+    from eatnas_tf.search.run_dir import RunDir
+    from eatnas_tf.search.runner import run_stage
+    from eatnas_tf.search.strategy import SearchConfig, make_strategy
+    from eatnas_tf.train.config import TrainConfig
+
+    space = space_lib.get_space("digits")
+    cfg0 = SearchConfig(population=4, sample=2, max_candidates=6)
+    # the archs the random strategy will propose (same seed), so the table has them all
+    s = make_strategy("random", space, cfg0, random.Random("0:search"))
+    archs = []
+    while not s.finished():
+        p = s.propose()
+        archs.append(p.arch)
+        s.observe(CandidateRecord(status="ok", val_acc=0.5, score=0.5, id=len(archs),
+                                  hash=codec.canonical_hash(p.arch)))
+    table = tmp_path / "lat.json"
+    _filled_table(table, space, archs, fit={"constant_ms": 0.02})
+    lat = LC.LatencyConfig.from_table(str(table))
+    cfg = SearchConfig(population=4, sample=2, max_candidates=6, latency=lat)
+    data, train = DataConfig(dataset="digits"), TrainConfig(epochs=1)
+    with pytest.raises(ValueError, match="without a latency table"):
+        Stage("search", "random", space, data, train, cfg0, cost_metric="latency", target=1.0)
+    with pytest.raises(ValueError, match="target_latency_ms"):
+        Stage("search", "random", space, data, train, cfg, cost_metric="latency")
+    stage = Stage("search", "random", space, data, train, cfg, cost_metric="latency",
+                  target=0.5)
+    exp = SearchExperiment(stage).to_dict()["stage"]
+    assert exp["cost_metric"] == "latency" and exp["search"]["latency"]["table"] == str(table)
+    assert exp["search"]["latency"]["device"] == "host: test"
+    result = run_stage(RunDir(str(tmp_path / "run")), stage, executor=_FakeExecutor(),
+                       progress=None, tensorboard=False)
+    assert len(result.records) == 6
+    pred = LC.predictor_for(lat)
+    for r in result.records:
+        want = pred.predict_ms(r.spec(space), space.macro)
+        assert r.latency_ms == pytest.approx(want, abs=1e-4) and r.resource == r.latency_ms
+        assert r.score == pytest.approx(objective.score(r.val_acc, r.latency_ms, 0.5))
+    rows = [json.loads(x) for x in open(tmp_path / "run" / "candidates.jsonl")]
+    assert all(isinstance(x["latency_ms"], float) for x in rows)
+
+
+def test_search_flags_target_latency(tmp_path):
+    """--target_latency_ms=X is --cost_metric=latency --target=X with the table's config;
+    without --latency_table it is one usage error."""
+    from absl import flags as absl_flags
+
+    from eatnas_tf import cli
+    from eatnas_tf.search import flags as search_flags
+
+    space = space_lib.get_space("fashion_mnist")
+    table = tmp_path / "lat.json"
+    _filled_table(table, space, [space.sample(random.Random(0))])
+
+    def stage(*args):
+        fv = absl_flags.FlagValues()
+        search_flags.define_search_flags(fv)
+        fv(["prog", f"--run_dir={tmp_path / 'run'}", "--dataset=fashion_mnist", *args])
+        return search_flags.stage_from_flags("search", fv)
+
+    st = stage("--target_latency_ms=0.8", f"--latency_table={table}")
+    assert (st.metric, st.target_value, st.config.latency.fmt) == ("latency", 0.8, "fp32")
+    with pytest.raises(cli.UsageError, match="without a latency table"):
+        stage("--target_latency_ms=0.8")
+    with pytest.raises(cli.UsageError, match="cost_metric=madds"):
+        stage("--target_latency_ms=0.8", "--cost_metric=madds", f"--latency_table={table}")
+    with pytest.raises(cli.UsageError, match="latency_threads: received 2"):
+        stage(f"--latency_table={table}", "--latency_threads=2")
+    st = stage(f"--latency_table={table}")  # a table alone: latency_ms reported, MAdds scored
+    assert st.metric == "madds" and st.config.latency is not None
+
+
+def test_epnas_latency_constraint_uses_predictor(tmp_path):
+    """EPNAS' `latency` usage is the predictor's number over the search's table (default),
+    and over a run-dir table grown on demand without one."""
+    from eatnas_tf.epnas.config import EpnasConfig
+    from eatnas_tf.epnas.constraints import Constraint
+    from eatnas_tf.latency import config as LC
+    from eatnas_tf.record import CandidateRecord
+    from eatnas_tf.search.strategy import RunContext, SearchConfig, make_strategy
+
+    space = space_lib.get_space("digits")
+    arch = space.sample(random.Random(1))
+    _filled_table(tmp_path / "t.json", space, [arch])
+    cfg = LC.LatencyConfig.from_table(str(tmp_path / "t.json"))
+    opt = EpnasConfig(constraints=(Constraint("latency", upper=1.0),), branches=2, steps=2,
+                      episodes=1)
+    s = make_strategy("epnas", space, SearchConfig(population=2, sample=1, latency=cfg),
+                      random.Random(0), options=opt)
+    u = s.usage(arch, CandidateRecord(status="ok", params=1, madds=1))
+    assert u["latency"] == LC.predict_ms(cfg, arch, space.macro)
+    assert opt.latency == "predict" and EpnasConfig(latency="measure").latency == "measure"
+    with pytest.raises(ValueError, match="epnas_latency"):
+        EpnasConfig(latency="guess")
+    # no --latency_table: a table of this host in the run dir, measured on demand
+    s2 = make_strategy("epnas", space, SearchConfig(population=2, sample=1), random.Random(0),
+                       options=opt)
+    s2.bind(RunContext(weights_path=str, cache_dir=str(tmp_path / "epnas")))
+    calls = []
+    s2._predictor = lambda cache_dir: (calls.append(cache_dir) or (lambda a: 0.25))
+    assert s2.usage(arch, CandidateRecord(status="ok", params=1, madds=1))["latency"] == 0.25
+    assert calls == [str(tmp_path / "epnas")]
+
+
+def test_export_latency_report_rows(tmp_path, monkeypatch):
+    """Predicted vs measured per exported format: a row where a table of that format and
+    a timed thread count exists (QAT uses the int8 table), a note where none does."""
+    import types
+
+    sys.path.insert(0, ROOT)
+    from export import latency_report
+
+    space = space_lib.get_space("digits")
+    arch = space.sample(random.Random(2))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    os.makedirs(latency_report.table_dir())
+    t = _filled_table(os.path.join(latency_report.table_dir(), "fp32.json"), space, [arch],
+                      fit={"constant_ms": 0.1})
+    t8 = LatencyTable("int8", 1, device={"kind": "host", "cpu": "test"},
+                      path=str(tmp_path / "int8.json"), entries=dict(t.entries))
+    t8.save()
+    plan = types.SimpleNamespace(arch=arch, cost_macro=space.macro, source={})
+    report = {"formats": {"fp32": {"latency": {"1": {"median_ms": 2.0}, "2": {"median_ms": 1.5}}},
+                          "fp16": {"latency": {"1": {"median_ms": 2.0}}},
+                          "qat": {"latency": {"1": {"median_ms": 3.0}}}}}
+    out = latency_report.attach(report, plan, tables=[str(tmp_path / "int8.json")])
+    want = Predictor(t, measure_missing=False).predict_ms(arch, space.macro)
+    rows = {r["format"]: r for r in out["rows"]}
+    assert set(rows) == {"fp32", "qat"} and rows["fp32"]["threads"] == 1
+    assert rows["fp32"]["predicted_ms"] == pytest.approx(want, abs=1e-4)
+    assert rows["fp32"]["error_pct"] == pytest.approx((want - 2.0) / 2.0 * 100, abs=0.01)
+    assert rows["qat"]["table_format"] == "int8" and "fp16" in out["missing"]
+    assert report["latency_prediction"] is out
+    assert "| fp32 | 1 |" in "\n".join(latency_report.markdown(report))
+    bad = latency_report.attach({"formats": {"fp32": {}}}, None)
+    assert "error" in bad  # never raises

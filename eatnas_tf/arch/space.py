@@ -30,7 +30,7 @@ from eatnas_tf.arch.spec import (
     InvalidArchitectureError,
 )
 
-COST_METRICS = ("params", "madds")
+COST_METRICS = ("params", "madds", "latency")  # latency: predicted ms (eatnas_tf.latency)
 
 
 class ConstraintViolation(InvalidArchitectureError):
@@ -46,7 +46,8 @@ class SearchSpace:
       ops, kernels, widths, depths: allowed block values (subsets of the grammar).
       layers: inclusive range of total layers, or None.
       total_expansion: inclusive range of last-block channels / stem channels, or None.
-      cost_metric: "params" or "madds", the sub-objective of Eq. 1.
+      cost_metric: "params", "madds" or "latency" (predicted ms from a latency table), the
+        sub-objective of Eq. 1.
       target: resource target of Eq. 1, in units of `cost_metric`.
       min_channels: smallest channel count any block may have.
       min_final_size: smallest spatial size of the last feature map.

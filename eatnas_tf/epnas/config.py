@@ -18,6 +18,8 @@ from eatnas_tf.epnas.table2 import space as table2_space
 #: The spaces EPNAS searches: the EAT-NAS 7-block encoding, or the paper's own Table 2.
 SPACES = ("eat_blocks", "table2")
 
+LATENCY_SOURCES = ("predict", "measure")
+
 
 @dataclasses.dataclass(frozen=True)
 class EpnasConfig:
@@ -41,7 +43,12 @@ class EpnasConfig:
       max_layers, init_layers, channels: the Table 2 space's MAX_LAYERS, the layers of
         the random initial networks, and the channel sizes it may use (a subset of Table
         2's; a CPU smoke narrows them).
-      latency_threads, latency_runs: LiteRT timing of the `latency` constraint.
+      latency: where the `latency` constraint's numbers come from: "predict" (default:
+        the latency predictor over the search's `--latency_table`, or over a table of this
+        host built on demand in the run directory, `epnas/latency_table.json`) or
+        "measure" (each whole fp32 model converted and timed, cached by architecture).
+      latency_threads, latency_runs: LiteRT threads (of a run-directory table, or of the
+        whole-model timing) and timed runs (whole-model timing).
     """
 
     constraints: Tuple[Constraint, ...] = ()
@@ -64,9 +71,13 @@ class EpnasConfig:
     channels: Tuple[int, ...] = table2_space.CHANNELS
     latency_threads: int = 1
     latency_runs: int = 20
+    latency: str = "predict"
 
     def __post_init__(self):
         object.__setattr__(self, "constraints", tuple(self.constraints))
+        if self.latency not in LATENCY_SOURCES:
+            raise ValueError(f"epnas_latency: received {self.latency!r}; allowed values: "
+                             f"{', '.join(LATENCY_SOURCES)}")
         if self.mode not in actions.MODES:
             raise ValueError(f"epnas_mode: received {self.mode!r}; allowed values: "
                              f"{', '.join(actions.MODES)}")

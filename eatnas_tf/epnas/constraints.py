@@ -16,7 +16,7 @@ where P is its (predicted) accuracy. A constraint is written on the command line
     --constraint=madds:100e6:300e6     100M <= Mult-Adds <= 300M
     --constraint=params::4e6           model size <= 4M parameters
     --constraint=intensity:80:         compute intensity >= 80 FLOPs/byte
-    --constraint=latency::2.5          measured TFLite latency <= 2.5 ms
+    --constraint=latency::2.5          TFLite latency <= 2.5 ms (predicted by default)
 
 Metrics (`METRICS`):
   params     parameters Keras counts (`arch.cost`).
@@ -28,9 +28,12 @@ Metrics (`METRICS`):
              the expanded hidden tensor written and read, the output written; BN and
              ReLU are fused into the conv, the shortcut add reads nothing extra, the
              projection shortcut writes its output). No caches, no batch: one image.
-  latency    median single-image latency in milliseconds of the fp32 TFLite model under
-             LiteRT (`export.latency`), measured once per architecture and cached in the
-             run directory so a resumed search sees the same number (`latency.py`).
+  latency    single-image latency in milliseconds under LiteRT: by default predicted from
+             a per-layer latency table (`eatnas_tf.latency`: the search's `--latency_table`,
+             or an fp32 table of this host grown on demand in the run directory); with
+             `--epnas_latency=measure` the median of the whole fp32 model, measured once per
+             architecture and cached in the run directory (`latency.py`). Either way a
+             resumed search sees the same numbers.
 
     >>> c = parse_constraint("madds:100e6:300e6")
     >>> round(violation(600e6, c.lower, c.upper), 3)   # 2x over the bound: 0.9^1

@@ -20,6 +20,8 @@ The search binaries call `define_flags()` at import and `from_flags()` in `main(
     --epnas_max_layers=24           Table 2: MAX_LAYERS
     --epnas_init_layers=8           Table 2: layers of the random initial networks
     --epnas_channels=16,32,...      Table 2: channel sizes (a subset of 16..256)
+    --epnas_latency=predict|measure the latency constraint's numbers: the predictor over
+                                    --latency_table (or a run-dir table), or whole models
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from absl import flags
 
 from eatnas_tf.epnas import actions
 from eatnas_tf.epnas import config as epnas_config
-from eatnas_tf.epnas.config import EpnasConfig
+from eatnas_tf.epnas.config import LATENCY_SOURCES, EpnasConfig
 from eatnas_tf.epnas.constraints import PAPER_P, parse_constraints
 
 # (flag, `EpnasConfig` field, help): one table for defining and for reading the flags; the
@@ -71,6 +73,10 @@ def define_flags(fv=flags.FLAGS) -> None:
     flags.DEFINE_list("epnas_channels", [str(c) for c in d.channels],
                       "EPNAS Table 2 space: channel sizes (a subset of "
                       f"{','.join(str(c) for c in d.channels)}).", flag_values=fv)
+    flags.DEFINE_enum("epnas_latency", d.latency, list(LATENCY_SOURCES),
+                      "EPNAS latency constraint: predicted from the layer table (--latency_table, "
+                      "or one built on demand in the run dir) or measured on whole models.",
+                      flag_values=fv)
     for name, field, help_text in _FIELDS:
         default = getattr(d, field)
         _DEFINE[type(default)](name, default, help_text, flag_values=fv)
@@ -89,4 +95,5 @@ def from_flags(fv=flags.FLAGS) -> EpnasConfig:
     return EpnasConfig(
         constraints=tuple(parse_constraints(fv.constraint or [], fv.constraint_penalty)),
         space=fv.epnas_space, channels=_channels(fv.epnas_channels),
-        mode=fv.epnas_mode, **{field: fv[name].value for name, field, _ in _FIELDS})
+        mode=fv.epnas_mode, latency=fv.epnas_latency,
+        **{field: fv[name].value for name, field, _ in _FIELDS})

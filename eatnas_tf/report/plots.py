@@ -35,7 +35,8 @@ FIXED_COLOUR = "#B8B8B8"  # stem, head, classifier
 INPUT_COLOUR = "#F2F2F2"
 STAGE_COLOURS = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860",
                  "#DA8BC3", "#8C8C8C", "#CCB974", "#64B5CD")
-COST_LABELS = {"madds": "Mult-Adds", "params": "parameters"}
+COST_LABELS = {"madds": "Mult-Adds", "params": "parameters",
+               "latency_ms": "predicted latency (ms)"}
 
 
 # ---------------------------------------------------------------------------------------
@@ -200,7 +201,7 @@ def pareto_scatter(candidates: Sequence[Mapping[str, Any]], path: str, cost_key:
         with an accuracy and a cost are drawn; rows marked `duplicate_of` (a re-use of an
         earlier evaluation) are skipped. A row with `"winner": True` is highlighted.
       path: the PNG to write.
-      cost_key: the cost on the x axis ("madds" or "params"); log scale when its range
+      cost_key: the cost on the x axis ("madds", "params" or "latency_ms"); log scale when its range
         is wider than 10×.
       target: the resource target of Eq. 1, drawn as a vertical line.
       acc_key: the accuracy on the y axis.

@@ -154,10 +154,10 @@ def _winner_space(report: Mapping[str, Any]) -> Optional[str]:
     return report.get("space")
 
 
-def _pareto_target(report: Mapping[str, Any]) -> Optional[float]:
-    """The last stage's resource target when its metric is MAdds (the scatter's x)."""
+def _pareto_target(report: Mapping[str, Any], metric: str = "madds") -> Optional[float]:
+    """The last stage's resource target when its metric is `metric` (the scatter's x)."""
     stages = report.get("stages") or []
-    if stages and stages[-1].get("cost_metric", "madds") == "madds":
+    if stages and stages[-1].get("cost_metric", "madds") == metric:
         return _num(stages[-1].get("target"))
     return None
 
@@ -176,6 +176,9 @@ def make_plots(run_dir: str, report: Mapping[str, Any], candidates: Sequence[Map
         jobs["pareto"] = lambda p: plots_lib.pareto_scatter(
             candidates, p, cost_key="madds", target=_pareto_target(report),
             anchors=report.get("anchors"))
+    if any(_ok(c) and _num(c.get("latency_ms")) is not None for c in candidates):
+        jobs["pareto_latency"] = lambda p: plots_lib.pareto_scatter(
+            candidates, p, cost_key="latency_ms", target=_pareto_target(report, "latency"))
     winner = report.get("winner")
     space_name = _winner_space(report)
     if winner and winner.get("arch") and space_name:
@@ -343,6 +346,8 @@ def _pareto_section(report: Mapping[str, Any], plots: Mapping[str, str]) -> List
         out += _table(["id", "val acc", "MAdds", "params", "model dir", "arch"], rows) + [""]
     if "pareto" in plots:
         out += [f"![Accuracy vs MAdds]({plots['pareto']})", ""]
+    if "pareto_latency" in plots:
+        out += [f"![Accuracy vs predicted latency]({plots['pareto_latency']})", ""]
     return out
 
 

@@ -180,7 +180,8 @@ class EPNAS(Strategy):
     # -- rewards --------------------------------------------------------------------------
     def usage(self, arch, record: CandidateRecord) -> Dict[str, float]:
         """The resource usages the constraints read (records' params / madds; compute
-        intensity from `arch.cost`'s bytes model; latency measured and cached)."""
+        intensity from `arch.cost`'s bytes model; latency predicted from the layer table, or
+        measured on the whole model and cached: `EpnasConfig.latency`)."""
         metrics = {c.metric for c in self.opt.constraints}
         cost = self.space.cost(arch)
         u = {"params": float(record.params or cost.params),
@@ -192,13 +193,34 @@ class EPNAS(Strategy):
 
     def _latency_of(self, arch) -> float:
         if self._latency is None:
-            from eatnas_tf.epnas.latency import LatencyCache
+            cache_dir = (self.context.cache_dir
+                         if self.context is not None and self.context.cache_dir else None)
+            if self.opt.latency == "measure":
+                from eatnas_tf.epnas.latency import LatencyCache
 
-            path = (os.path.join(self.context.cache_dir, "latency.json")
-                    if self.context is not None and self.context.cache_dir else None)
-            self._latency = LatencyCache(self.space.macro, path, self.opt.latency_threads,
-                                         self.opt.latency_runs)
+                path = os.path.join(cache_dir, "latency.json") if cache_dir else None
+                self._latency = LatencyCache(self.space.macro, path, self.opt.latency_threads,
+                                             self.opt.latency_runs)
+            else:
+                self._latency = self._predictor(cache_dir)
         return self._latency(arch)
+
+    def _predictor(self, cache_dir: Optional[str]):
+        """arch -> predicted ms: over the search's latency table, else over a table of this
+        host (fp32, `latency_threads`) grown on demand in the run directory."""
+        from eatnas_tf.latency import config as latency_config
+
+        cfg = self.config.latency
+        if cfg is None:
+            if cache_dir is None:
+                import tempfile
+
+                cache_dir = tempfile.mkdtemp(prefix="epnas_latency_")
+            os.makedirs(cache_dir, exist_ok=True)
+            cfg = latency_config.LatencyConfig.from_table(
+                os.path.join(cache_dir, "latency_table.json"), "fp32", self.opt.latency_threads)
+        macro = self.space.macro
+        return lambda arch: latency_config.predict_ms(cfg, arch, macro)
 
     def observe(self, record: CandidateRecord) -> None:
         super().observe(record)

@@ -41,7 +41,8 @@ class Stage:
       config: settings every strategy shares (population, sample, seeds, inherit...).
       seed: run seed; the strategy's RNG is `Random(f"{seed}:{name}")` and candidate i
         trains with seed `seed * 1_000_003 + i`.
-      cost_metric, target: Eq. 1's sub-objective (None: the space's).
+      cost_metric, target: Eq. 1's sub-objective (None: the space's). "latency" (predicted
+        ms) needs `config.latency` (a latency table) and an explicit target in ms.
       options: the strategy's own settings (`EcoNASConfig`, `EpnasConfig`; None: its
         defaults), passed to `make_strategy`.
     """
@@ -56,6 +57,15 @@ class Stage:
     cost_metric: Optional[str] = None
     target: Optional[float] = None
     options: Any = None
+
+    def __post_init__(self):
+        if self.metric == "latency":
+            if self.config.latency is None:
+                raise ValueError("cost_metric: received latency without a latency table; "
+                                 "allowed: --latency_table=FILE with it")
+            if self.target is None and self.space.cost_metric != "latency":
+                raise ValueError("target_latency_ms: missing with cost_metric latency; allowed "
+                                 "values: a latency in ms > 0")
 
     @property
     def metric(self) -> str:

@@ -71,7 +71,21 @@ def define_search_flags(fv=flags.FLAGS) -> None:
     flags.DEFINE_float("target", None, "Eq. 1 resource target (default: the space's).",
                        flag_values=fv)
     flags.DEFINE_enum("cost_metric", None, list(space_lib.COST_METRICS),
-                      "Eq. 1 sub-objective (default: the space's).", flag_values=fv)
+                      "Eq. 1 sub-objective (default: the space's; latency: the predicted ms "
+                      "of --latency_table).", flag_values=fv)
+    flags.DEFINE_float("target_latency_ms", None, "Eq. 1 latency target in ms: sets "
+                       "--cost_metric=latency (needs --latency_table).", flag_values=fv)
+    flags.DEFINE_string("latency_table", None, "Latency table (python -m "
+                        "eatnas_tf.latency_table): every candidate's predicted latency_ms, "
+                        "Eq. 1's with --cost_metric=latency, EPNAS' latency constraint's. "
+                        "Created if missing; unseen layers are measured on this host and "
+                        "added.", flag_values=fv)
+    flags.DEFINE_enum("latency_format", None, ["fp32", "fp16", "int8"], "TFLite format of a "
+                      "new --latency_table (default fp32; an existing one's must match).",
+                      flag_values=fv)
+    flags.DEFINE_integer("latency_threads", None, "LiteRT threads of a new --latency_table "
+                         "(default 1; an existing one's must match).", lower_bound=1,
+                         flag_values=fv)
     flags.DEFINE_integer("topk", d.topk, "Models of the best-quality population retrained.",
                          flag_values=fv)
     flags.DEFINE_multi_string("seed_arch", [], "Seed the initial population with offspring of "
@@ -135,7 +149,40 @@ def search_config(fv=flags.FLAGS, **overrides) -> SearchConfig:
               seed_weights=fv.seed_weights, inherit=fv.inherit,
               quality_alpha=fv.quality_alpha, quality_beta=fv.quality_beta)
     kw.update(overrides)
+    if "latency" not in kw:
+        kw["latency"] = latency_from_flags(fv)
     return _usage(SearchConfig, **kw)
+
+
+def latency_from_flags(fv=flags.FLAGS):
+    """The `--latency_table` as a `LatencyConfig` (None without one); a missing file is
+    created empty (filled on demand while the search runs)."""
+    if not fv.latency_table:
+        if fv.latency_format or fv.latency_threads:
+            raise cli.UsageError("latency_format/latency_threads: given without "
+                                 "--latency_table; allowed: with --latency_table")
+        return None
+    from eatnas_tf.latency.config import LatencyConfig
+
+    return _usage(LatencyConfig.from_table, fv.latency_table, fv.latency_format,
+                  fv.latency_threads)
+
+
+def cost_target_from_flags(fv=flags.FLAGS):
+    """(cost_metric, target) of Eq. 1: `--target_latency_ms=X` is `--cost_metric=latency
+    --target=X`."""
+    metric, target = fv.cost_metric, fv.target
+    if fv.target_latency_ms is None:
+        return metric, target
+    if fv.target_latency_ms <= 0:
+        raise cli.UsageError(f"target_latency_ms: received {fv.target_latency_ms}; allowed "
+                             "values: > 0")
+    if metric not in (None, "latency"):
+        raise cli.UsageError(f"target_latency_ms: given with --cost_metric={metric}; allowed: "
+                             "with --cost_metric=latency or without --cost_metric")
+    if target is not None:
+        raise cli.UsageError("target/target_latency_ms: give at most one")
+    return "latency", fv.target_latency_ms
 
 
 def split_file(fv=flags.FLAGS):
@@ -177,9 +224,10 @@ def stage_from_flags(name: str, fv=flags.FLAGS, **search_overrides) -> Stage:
                                               split_file=split_file(fv))
     train = train_flags.train_config_from_flags(fv, seed=fv.seed)
     train_flags.check_plain_last_epochs(data, train)
-    return Stage(name=name, strategy=fv.strategy, space=space, data=data, train=train,
-                 config=cfg, seed=fv.seed, cost_metric=fv.cost_metric, target=fv.target,
-                 options=strategy_options(fv.strategy, fv))
+    metric, target = cost_target_from_flags(fv)
+    return _usage(Stage, name=name, strategy=fv.strategy, space=space, data=data, train=train,
+                  config=cfg, seed=fv.seed, cost_metric=metric, target=target,
+                  options=strategy_options(fv.strategy, fv))
 
 
 def retrain_from_flags(fv=flags.FLAGS):

@@ -277,6 +277,7 @@ class _Loop:
                                        parent_weights=lineage.parent_weights,
                                        checkpoint=lineage.checkpoint,
                                        continue_from=lineage.continue_from)
+        record = _with_latency(self.stage, record, proposal)
         record = record.replace(resource=record.metric(self.stage.metric))
         return record.replace(score=_score(self.stage, record))
 
@@ -325,6 +326,21 @@ class _Loop:
                          "history": strategy.history()[-1:],
                          "strategy_state": strategy.state_dict(),
                          "candidates": len(stored)})
+
+
+def _with_latency(stage: Stage, record: CandidateRecord, proposal: Proposal) -> CandidateRecord:
+    """`record` with the predicted latency of the proposed (full) architecture at the
+    stage's input size, when the stage has a latency table (EcoNAS' proxies train reduced
+    models; the latency is the searched model's)."""
+    cfg = stage.config.latency
+    if cfg is None:
+        return record
+    from eatnas_tf.latency import config as latency_config
+
+    macro = stage.space.macro
+    if stage.data.image_size:
+        macro = macro.with_(image_size=stage.data.image_size)
+    return record.replace(latency_ms=latency_config.predict_ms(cfg, proposal.arch, macro))
 
 
 def _lineage(base: CandidateRecord) -> Dict[str, Any]:

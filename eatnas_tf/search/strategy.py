@@ -98,6 +98,9 @@ class SearchConfig:
         generator (elastic transfer); empty: random initial population.
       seed_weights: weights file of the first seed arch, inherited by its offspring.
       inherit: inherit parent weights (paper §3.4); False trains every child from scratch.
+      latency: the latency table candidates' `latency_ms` is predicted with
+        (`latency.config.LatencyConfig`, `--latency_table`; None: no prediction). Eq. 1's
+        sub-objective with `cost_metric="latency"`, EPNAS' `latency` constraint's numbers.
     """
 
     population: int = 64
@@ -114,6 +117,7 @@ class SearchConfig:
     inherit: bool = True
     quality_alpha: Optional[float] = None
     quality_beta: Optional[float] = None
+    latency: Optional[Any] = None
 
     @property
     def quality_exponents(self) -> Tuple[float, float]:

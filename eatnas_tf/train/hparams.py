@@ -26,8 +26,8 @@ from tensorboard.plugins.hparams import api as hp
 from eatnas_tf.arch import codec
 from eatnas_tf.arch.spec import BLOCK_FIELDS, NUM_BLOCKS, ArchSpec
 
-DEFAULT_METRICS = ("val_acc", "val_loss", "test_acc", "params", "madds", "score", "wall_s",
-                   "images_per_s")
+DEFAULT_METRICS = ("val_acc", "val_loss", "test_acc", "params", "madds", "latency_ms", "score",
+                   "wall_s", "images_per_s")  # latency_ms: predicted (--latency_table)
 
 
 def arch_hparams(arch: ArchSpec) -> Dict[str, Any]:
