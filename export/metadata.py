@@ -15,8 +15,9 @@ requirements-mediapipe.lock) and runs `mediapipe_metadata_tool.py`, a standalone
 that imports only MediaPipe and the standard library. This module never imports MediaPipe.
 
 The interpreter: `$EATNAS_MEDIAPIPE_PYTHON` when set (empty: none), else
-`<checkout>/.venv-mediapipe/bin/python`. Without one the export still succeeds, warns once
-per process and records `{"written": false, "reason", "how"}` for each file.
+`<checkout>/.venv-mediapipe/bin/python` once `make` has finished it (`.installed`). Without
+one the export still succeeds, warns once per process and records `{"written": false,
+"reason", "how"}` for each file.
 
 Normalization in the metadata: the exported files take raw uint8 pixels with the whitening
 inside the graph, so their metadata says mean 0, std 1 (the identity). MediaPipe ignores
@@ -111,10 +112,13 @@ def tool_python() -> Tuple[Optional[str], str]:
             return None, f"{ENV_PYTHON}={env} is not an executable"
         return env, ""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    py = os.path.join(root, VENV_DIR, "bin", "python")
-    if os.access(py, os.X_OK):
-        return py, ""
-    return None, f"the MediaPipe venv {os.path.join(root, VENV_DIR)} is missing"
+    venv = os.path.join(root, VENV_DIR)
+    py = os.path.join(venv, "bin", "python")
+    if not os.access(py, os.X_OK):
+        return None, f"the MediaPipe venv {venv} is missing"
+    if not os.path.exists(os.path.join(venv, ".installed")):  # make's marker: pip finished
+        return None, f"the MediaPipe venv {venv} is incomplete (no .installed)"
+    return py, ""
 
 
 def _warn_once(reason: str) -> None:
