@@ -46,6 +46,9 @@ from eatnas_tf.train.config import TrainConfig
 BUDGET_FILE = "budget.json"
 UNBOUNDED = 100_000  # candidates of a stage under a time budget: the budget ends it
 MIN_RETRAIN_STEPS = 20  # a retraining's least steps when its share holds less than an epoch
+# A retraining is sized to this part of its share: measured on the demo (2 loaded cores),
+# the final retraining trained ~20 % slower per image than the search's candidates had.
+RETRAIN_MARGIN = 0.85
 
 
 @dataclasses.dataclass(frozen=True)
@@ -221,21 +224,23 @@ def describe(cfg: PipelineConfig, p: Plan) -> Dict[str, Any]:
 
 def _retrain_size(records, share_s: Optional[float], n_images: int, k: int, max_epochs: int,
                   batch_size: int) -> Tuple[int, Optional[int]]:
-    """(epochs, steps per epoch or None: full epochs) of a retraining that fit in `share_s`
-    at the steady images/s the stage's candidates trained at, after each model's fixed
-    cost (build, tracing, evaluation: a candidate's wall time beyond its steady training). Up to
-    `max_epochs` full epochs; when not even one fits, one epoch of as many steps as fit
-    (at least `MIN_RETRAIN_STEPS`). Without a budget: `max_epochs` full epochs."""
+    """(epochs, steps per epoch or None: full epochs) of a retraining that fit in
+    `RETRAIN_MARGIN` × `share_s` at the steady images/s the stage's candidates trained at,
+    after each model's fixed cost (build, tracing, evaluation: a candidate's wall time
+    beyond its steady training). Up to `max_epochs` full epochs; when not even one fits,
+    one epoch of as many steps as fit (at least `MIN_RETRAIN_STEPS`). Without a budget:
+    `max_epochs` full epochs."""
     if share_s is None:
         return max_epochs, None
     ok = [r for r in records if r.ok and r.trained and r.train_s and r.num_train and r.epochs]
     if not ok:
         return 1, None
-    # Steady images/s (training time without the first step's tracing) and the fixed cost.
+    # Steady images/s (training time without the first step's tracing: all images over all
+    # time) and the fixed cost.
     steady = [max(r.train_s - (r.tracing_s or 0.0), 1e-3) for r in ok]
-    rate = sum(r.num_train * r.epochs / t for r, t in zip(ok, steady)) / len(ok)
+    rate = sum(r.num_train * r.epochs for r in ok) / sum(steady)
     fixed = sum(max(0.0, (r.wall_s or 0.0) - t) for r, t in zip(ok, steady)) / len(ok)
-    per_model = max(0.0, share_s / k - fixed)
+    per_model = max(0.0, RETRAIN_MARGIN * share_s / k - fixed)
     epoch_s = n_images / rate
     if per_model >= epoch_s:
         return int(min(max_epochs, per_model // epoch_s)), None
