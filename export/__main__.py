@@ -46,7 +46,8 @@ _EVAL_SAMPLES = flags.DEFINE_integer("eval_samples", None,
                                      "Held-out images to check on (default: whole test split).")
 _REP_SAMPLES = flags.DEFINE_integer("representative_samples", 200,
                                     "Training images calibrating full-integer int8.")
-_INT8_IO = flags.DEFINE_bool("int8_io", True, "int8 (not float) input/output for int8 and QAT.")
+_INT8_IO = flags.DEFINE_bool(
+    "int8_io", True, "int8 and QAT files take uint8 raw pixels (else float32 pixels in 0..255).")
 _QAT_EPOCHS = flags.DEFINE_integer("qat_epochs", 2, "QAT fine-tuning epochs.")
 _QAT_SAMPLES = flags.DEFINE_integer("qat_samples", 10000, "Training images for QAT fine-tuning.")
 _QAT_LR = flags.DEFINE_float("qat_lr", 1e-3, "QAT fine-tuning SGD learning rate.")

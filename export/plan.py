@@ -43,7 +43,9 @@ class ExportConfig:
       bless_threshold: held-out accuracy (0..1) the SavedModel must reach to be BLESSED.
       eval_samples: held-out images to check on (None: the whole test split).
       representative_samples: training images calibrating the int8 converter.
-      int8_io: int8 input/output tensors for the int8 and QAT files (else float32).
+      int8_io: the int8 and QAT files take uint8 raw pixels (scale 1, zero point 0; else
+        float32 pixel values in [0, 255]); normalisation is inside and the output float32
+        either way.
       qat: the QAT fine-tuning settings.
       latency_threads: LiteRT thread counts to time (batch 1).
       latency_warmup, latency_runs: untimed and timed runs per measurement.

@@ -199,8 +199,7 @@ def decode_images(image_bytes, spec: ServingSpec):
     def one(encoded):
         if h == w:  # always, for the data layer's images
             return images_lib.decode(encoded, h, spec.channels)
-        image = images_lib.to_channels(tf.io.decode_image(
-            encoded, channels=0, dtype=tf.uint8, expand_animations=False), spec.channels)
+        image = images_lib.to_channels(images_lib.decode_any(encoded), spec.channels)
         r = tf.image.resize(tf.cast(image, tf.float32), [h, w], antialias=True)
         return tf.cast(tf.clip_by_value(tf.round(r), 0.0, 255.0), tf.uint8)
 
