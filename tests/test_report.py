@@ -222,6 +222,19 @@ class TestWriteReport:
         assert "stage1" in md and "stage2" in md and "20 min 34 s" in md  # stage1 wall time
         assert "## Top-10 candidates by score" in md
 
+    def test_winner_of_a_derived_space_is_drawn(self, tmp_path):
+        # A user's data gets a derived space (no name to look up): the stage summary's
+        # macro and arch defaults read the winner back.
+        cands = _candidates()
+        rep, best = _report(cands)
+        sp = space_lib.get_space("fashion_mnist")
+        rep["stages"][1].update(space="auto_folder_28", macro=dataclasses.asdict(sp.macro),
+                                arch_defaults=sp.arch_defaults())
+        out = search_report.write_report(str(tmp_path), rep, cands, _history())
+        assert out["plots"]["winner_arch"] == "plots/winner_arch.png"
+        assert "plot_errors" not in out
+        _assert_png(str(tmp_path / "plots" / "winner_arch.png"))
+
     def test_without_winner_and_sparse_report(self, tmp_path):
         cands = _candidates()
         rep, best = _report(cands, winner=False)

@@ -147,11 +147,32 @@ def _stage_names(report: Mapping[str, Any], candidates: Sequence[Mapping[str, An
 # ---------------------------------------------------------------------------------------
 def _winner_space(report: Mapping[str, Any]) -> Optional[str]:
     """The space the winner lives in: its stage's space, else the report's."""
+    stage = _winner_stage(report)
+    return stage.get("space") if stage.get("space") else report.get("space")
+
+
+def _winner_stage(report: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The stage summary of the winner's stage ({} when the report names none)."""
     winner = report.get("winner") or {}
     for s in report.get("stages") or []:
-        if winner.get("stage") and s.get("name") == winner.get("stage") and s.get("space"):
-            return s["space"]
-    return report.get("space")
+        if winner.get("stage") and s.get("name") == winner.get("stage"):
+            return s
+    return {}
+
+
+def _winner_reader(report: Mapping[str, Any], space_name: str):
+    """(MacroSpec, arch defaults) reading the winner's text: the stage's stored ones (a
+    derived space, a channel mode), else the named space's."""
+    from eatnas_tf.arch import space as space_lib
+    from eatnas_tf.arch.cost import MacroSpec
+
+    stage = _winner_stage(report)
+    if isinstance(stage.get("macro"), dict) and isinstance(stage.get("arch_defaults"), dict):
+        m = dict(stage["macro"])
+        m["block_strides"] = tuple(m.get("block_strides", ()))
+        return MacroSpec(**m), dict(stage["arch_defaults"])
+    space = space_lib.get_space(space_name)
+    return space.macro, space.arch_defaults()
 
 
 def _pareto_target(report: Mapping[str, Any], metric: str = "madds") -> Optional[float]:
@@ -184,16 +205,15 @@ def make_plots(run_dir: str, report: Mapping[str, Any], candidates: Sequence[Map
     if winner and winner.get("arch") and space_name:
         def draw_winner(p):
             from eatnas_tf.arch import codec
-            from eatnas_tf.arch import space as space_lib
 
-            space = space_lib.get_space(space_name)
-            arch = codec.parse_arch(winner["arch"], **space.arch_defaults())
+            macro, defaults = _winner_reader(report, space_name)
+            arch = codec.parse_arch(winner["arch"], **defaults)
             acc = winner.get("test_accuracy")
             acc = acc if acc is not None else winner.get("val_acc")
             label = "test" if winner.get("test_accuracy") is not None else "val"
             title = f"Winner ({space_name})" + (f", {label} accuracy {fmt_acc(acc)}"
                                                 if _num(acc) is not None else "")
-            return plots_lib.draw_arch(arch, space.macro, p, title=title)
+            return plots_lib.draw_arch(arch, macro, p, title=title)
         jobs["winner_arch"] = draw_winner
     done: Dict[str, str] = {}
     errors: Dict[str, str] = {}

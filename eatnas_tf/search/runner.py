@@ -57,6 +57,10 @@ class StageResult:
         return {
             "name": self.stage.name, "strategy": self.stage.strategy,
             "space": self.stage.space.name, "dataset": self.stage.data.dataset,
+            # What reads an encoding of this stage back (a derived space has no name to
+            # look up; a named one may be in another channel mode than its default).
+            "arch_defaults": self.stage.space.arch_defaults(),
+            "macro": dataclasses.asdict(self.stage.space.macro),
             "image_size": self.stage.data.image_size, "candidates": len(self.records),
             "trained": sum(1 for r in self.records if r.trained),
             "failed": len(self.records) - len(ok),
