@@ -43,6 +43,9 @@ def main(argv):
                                    ("num_classes", _NUM_CLASSES.value),
                                    ("in_channels", _IN_CHANNELS.value)) if v is not None}
     macro = space.macro.with_(**overrides)
+    if not hasattr(arch, "blocks"):  # EPNAS' Table 2 layer list: no blocks, no EAT space
+        print(json.dumps(_layer_list_cost(arch, macro)))
+        return
     violations = space.violations(arch)
     if _STRICT.value and violations:
         raise space_lib.ConstraintViolation(f"space {space.name}: {violations[0]}")
@@ -68,6 +71,16 @@ def main(argv):
                                 "measured_now": pred.table.measured,
                                 "fitted": bool(pred.table.fit)}
     print(json.dumps(out))
+
+
+def _layer_list_cost(arch, macro) -> dict:
+    """Cost of an EPNAS Table 2 layer list (`--epnas_space=table2`): params and MAdds; the
+    EAT space's block constraints do not apply to it."""
+    out = {"arch": codec.to_text(arch), "hash": codec.canonical_hash(arch),
+           "space": "epnas_table2", "image_size": macro.image_size,
+           "num_classes": macro.num_classes}
+    out.update(space_lib.cost_lib.count(arch, macro).as_dict())
+    return out
 
 
 if __name__ == "__main__":

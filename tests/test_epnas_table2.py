@@ -399,3 +399,16 @@ def test_cifar_smoke_flagfile_runs_the_search_command_in_both_spaces(tmp_path, e
     assert all(isinstance(arch_codec.parse_arch(r["arch"], **defaults), kind) for r in recs)
     report = json.load(open(os.path.join(run_dir, "report.json")))
     assert report["topk"]
+
+
+def test_cost_command_on_a_layer_list():
+    """`python -m eatnas_tf.cost` prints a Table 2 network's params and MAdds (the EAT
+    space's block constraints do not apply to it)."""
+    text = "conv_k3_c64_relu_src0,maxpool_k2_src1,sepconv_k5_c32_swish_src2_skip1,add_src3_skip0"
+    p = subprocess.run([sys.executable, "-m", "eatnas_tf.cost", "--space=cifar10",
+                        f"--arch={text}"], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    ref = count(K.parse(text), MacroSpec(image_size=32, in_channels=3, num_classes=10))
+    assert out["space"] == "epnas_table2" and out["arch"] == text
+    assert (out["params"], out["madds"]) == (ref.params, ref.madds)
