@@ -79,6 +79,19 @@ def test_parse_duration_bad(bad):
         budget_lib.parse_duration(bad)
 
 
+@pytest.mark.parametrize("images,batch,min_steps,want", [
+    (57000, 128, 30, 128),  # a large dataset keeps its batch
+    (320, 128, 30, 10),     # a small folder: 32 steps an epoch, not 3
+    (100, 128, 30, 8),      # never below MIN_BATCH
+    (320, 128, 0, 128),     # 0: the batch as given
+    (320, 4, 30, 4),        # never above the batch given
+])
+def test_fit_batch(images, batch, min_steps, want):
+    from eatnas_tf.search.eat_pipeline import fit_batch
+
+    assert fit_batch(images, batch, min_steps) == want
+
+
 def test_budget_shares_and_resume(tmp_path):
     path = str(tmp_path / "budget.json")
     b = budget_lib.Budget.load(path, 1000.0)
@@ -115,6 +128,10 @@ def test_run_on_digits_end_to_end(digits_run):
     cfg = json.load(open(os.path.join(d, "config.json")))
     assert cfg["config"]["plan"]["stage2"]["space"]["name"] == "auto"
     assert "ETA" in p.stdout and "winner" in p.stdout
+    # ~1150 digits at --batch_size=64 are 18 steps an epoch: the batch is cut to 30+ steps.
+    plan = cfg["config"]["plan"]
+    assert plan["stage1"]["data"]["batch_size"] < 64 and plan["retrain"]["data"]["batch_size"] < 64
+    assert "batch 33" in p.stdout
 
 
 def test_run_resumes_without_training_again(digits_run):

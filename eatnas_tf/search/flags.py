@@ -367,6 +367,9 @@ def define_pipeline_flags(fv=flags.FLAGS) -> None:
         flag_values=fv,
     )
     flags.DEFINE_bool("export", True, "Export the winner (SavedModel + TFLite).", flag_values=fv)
+    flags.DEFINE_integer(
+        "min_steps_per_epoch", 30, "A small dataset's --batch_size is cut so an epoch has at "
+        "least this many steps (0: never cut).", lower_bound=0, flag_values=fv)
     flags.DEFINE_integer("qat_epochs", 1, "Quantization-aware fine-tuning epochs.", flag_values=fv)
     flags.DEFINE_integer("qat_samples", 5000, "Images per QAT epoch.", flag_values=fv)
     flags.DEFINE_integer("verbose", 0, "Trainer verbosity per candidate.", flag_values=fv)
@@ -411,6 +414,7 @@ def pipeline_config_from_flags(fv=flags.FLAGS):
             retrain_learning_rate=fv.retrain_learning_rate,
             retrain_train_examples=fv.retrain_train_examples,
             transfer_weights=fv.transfer_weights, time_budget_s=seconds,
-            export=eat_pipeline.ExportOptions(fv.export, fv.qat_epochs, fv.qat_samples))
+            export=eat_pipeline.ExportOptions(fv.export, fv.qat_epochs, fv.qat_samples),
+            min_steps_per_epoch=fv.min_steps_per_epoch)
     except ValueError as e:
         raise cli.UsageError(str(e).splitlines()[0]) from None
