@@ -209,6 +209,38 @@ def test_checkpoint_resume_and_tensorboard_scalars(tmp_path):
     assert {"epoch_loss", "epoch_accuracy", "learning_rate", "images_per_s"} <= tags
 
 
+def test_checkpoint_killed_between_weights_and_state(tmp_path, monkeypatch):
+    """A kill after an epoch's weights are written but before its state.json: the resume
+    reads the previous state with the weights it was written with (not the newer ones)."""
+    from eatnas_tf.train import checkpoint
+
+    arch, macro = _arch("digits")
+    model = build_model(arch, macro)
+    opt = keras.optimizers.SGD(0.1, momentum=0.9)
+    opt.build(model.trainable_variables)
+    ckpt = str(tmp_path / "ckpt")
+    checkpoint.save(ckpt, model, opt, 1, {"loss": [1.0]})
+    checkpoint.save(ckpt, model, opt, 2, {"loss": [1.0, 0.5]})
+    assert sorted(os.listdir(ckpt)) == ["state.json", "weights-00002.npz"]  # epoch 1's gone
+    saved = [w.copy() for w in model.get_weights()]
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt("killed before state.json")
+
+    model.set_weights([w + 1.0 for w in saved])  # epoch 3 trained on
+    monkeypatch.setattr(checkpoint.atomic, "write_json", killed)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save(ckpt, model, opt, 3, {"loss": [1.0, 0.5, 0.2]})
+    monkeypatch.undo()
+    fresh = build_model(arch, macro)
+    opt2 = keras.optimizers.SGD(0.1, momentum=0.9)
+    opt2.build(fresh.trainable_variables)
+    state = checkpoint.restore(ckpt, fresh, opt2)
+    assert state["epoch"] == 2
+    for got, want in zip(fresh.get_weights(), saved):
+        np.testing.assert_array_equal(got, want)
+
+
 def test_hparams_config_and_candidate_sessions(tmp_path):
     arch, _ = _arch("digits")
     root = str(tmp_path / "tb")

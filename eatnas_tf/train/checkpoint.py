@@ -5,11 +5,13 @@ epochs, paper §4.2), which `BackupAndRestore` does not follow across calls; thi
 equivalent saves, after every epoch, the model weights, the optimiser state (momentum,
 iteration counter, so the LR schedule continues) and the history so far:
 
-    CKPT_DIR/state.json   {"epoch": <epochs done>, "history": {...}, "config": {...}}
-    CKPT_DIR/weights.npz  model.get_weights() then optimizer.variables, in order
+    CKPT_DIR/state.json          {"epoch": <epochs done>, "weights_file": ..., "history": ...}
+    CKPT_DIR/weights-NNNNN.npz   model.get_weights() then optimizer.variables, in order
 
-Both are written to temporary files and renamed, `state.json` last, so a kill at any
-moment leaves the previous complete checkpoint.
+Each epoch's weights go to a file of their own (temp file + rename), then `state.json`
+(temp file + rename) names it, then older weight files are removed: a kill at any moment
+leaves a `state.json` and the weights it was written with (one shared `weights.npz`
+renamed before `state.json` could pair epoch N's state with epoch N+1's weights).
 """
 
 from __future__ import annotations
@@ -24,7 +26,11 @@ import numpy as np
 from eatnas_tf.store import atomic
 
 STATE_FILE = "state.json"
-WEIGHTS_FILE = "weights.npz"
+WEIGHTS_FILE = "weights.npz"  # checkpoints written before per-epoch weight files
+
+
+def _weights_file(epoch: int) -> str:
+    return f"weights-{int(epoch):05d}.npz"
 
 
 def save(ckpt_dir: str, model, optimizer, epoch: int, history: Dict[str, Any],
@@ -36,11 +42,19 @@ def save(ckpt_dir: str, model, optimizer, epoch: int, history: Dict[str, Any],
     arrays = {f"m{i:05d}": w for i, w in enumerate(model_w)}
     arrays.update({f"o{i:05d}": w for i, w in enumerate(opt_w)})
 
-    with atomic.temp_path(os.path.join(ckpt_dir, WEIGHTS_FILE)) as tmp, open(tmp, "xb") as f:
+    name = _weights_file(epoch)
+    with atomic.temp_path(os.path.join(ckpt_dir, name)) as tmp, open(tmp, "xb") as f:
         np.savez(f, **arrays)
-    state = {"epoch": int(epoch), "history": history, "num_model_weights": len(model_w),
-             "num_optimizer_variables": len(opt_w), **(extra or {})}
+    state = {"epoch": int(epoch), "weights_file": name, "history": history,
+             "num_model_weights": len(model_w), "num_optimizer_variables": len(opt_w),
+             **(extra or {})}
     atomic.write_json(os.path.join(ckpt_dir, STATE_FILE), state, indent=None, sort_keys=False)
+    for old in os.listdir(ckpt_dir):  # only now: the new state names the new weights
+        if old != name and old.startswith("weights") and old.endswith(".npz"):
+            try:
+                os.remove(os.path.join(ckpt_dir, old))
+            except FileNotFoundError:
+                pass
 
 
 def restore(ckpt_dir: Optional[str], model, optimizer) -> Optional[Dict[str, Any]]:
@@ -50,7 +64,7 @@ def restore(ckpt_dir: Optional[str], model, optimizer) -> Optional[Dict[str, Any
         return None
     with open(os.path.join(ckpt_dir, STATE_FILE)) as f:
         state = json.load(f)
-    with np.load(os.path.join(ckpt_dir, WEIGHTS_FILE)) as z:
+    with np.load(os.path.join(ckpt_dir, state.get("weights_file", WEIGHTS_FILE))) as z:
         model_w = [z[f"m{i:05d}"] for i in range(state["num_model_weights"])]
         opt_w = [z[f"o{i:05d}"] for i in range(state["num_optimizer_variables"])]
     model.set_weights(model_w)
