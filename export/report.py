@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from eatnas_tf.report import sections
 from eatnas_tf.store import atomic
+from export import latency_report
 
 SECTION = "## Export"
 
@@ -102,6 +103,23 @@ def _inputs_line(report: Dict[str, Any]) -> str:
             "pixels, `serving_tf_example` serialized tf.Example")
 
 
+def _metadata_lines(report: Dict[str, Any]) -> List[str]:
+    """Which `.tflite` files carry TFLite metadata (MediaPipe's writer), and if not, how."""
+    facts = {f: (e.get("metadata") or {}) for f, e in (report.get("formats") or {}).items()
+             if isinstance(e, dict) and e.get("metadata")}
+    if not facts:
+        return []
+    done = [f for f, m in facts.items() if m.get("written")]
+    missing = {f: m for f, m in facts.items() if not m.get("written")}
+    line = ("TFLite metadata (name, description, input, labels; MediaPipe `metadata_writers`): "
+            + (", ".join(done) if done else "none"))
+    if missing:
+        first = next(iter(missing.values()))
+        line += (f"; **not written** for {', '.join(missing)}: {first.get('reason', '')}"
+                 + (f" ({first['how']})" if first.get("how") else ""))
+    return [line, ""]
+
+
 def to_markdown(report: Dict[str, Any], pareto: Optional[Sequence[Dict[str, Any]]] = None,
                 heading: str = "#") -> str:
     """The human-readable report of one export (and, optionally, the Pareto members')."""
@@ -125,6 +143,7 @@ def to_markdown(report: Dict[str, Any], pareto: Optional[Sequence[Dict[str, Any]
         format_table(report),
         "",
     ]
+    lines += _metadata_lines(report) + latency_report.markdown(report)
     checks = report.get("checks", {})
     if checks:
         lines.append("Checks: " + ", ".join(

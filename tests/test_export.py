@@ -635,3 +635,21 @@ def test_export_run_on_cifar10_through_tfds_mock_data(tmp_path):
     # The names the data layer has for it (mock data carries no label file: "0".."9").
     labels = open(os.path.join(r["path"], "labels.txt")).read().splitlines()
     assert labels == r["labels"]["class_names"] and len(labels) == 10
+
+
+def test_markdown_report_names_metadata_and_predicted_latency():
+    """export_report.md says which files carry TFLite metadata (and how to get it when
+    not) and shows the latency table's prediction next to the measured latency."""
+    from export import report
+
+    rep = {"version": 1, "formats": {
+        "fp32": {"metadata": {"written": True}},
+        "int8": {"metadata": {"written": False, "reason": "no .venv-mediapipe",
+                              "how": "make mediapipe"}}},
+        "latency_prediction": {"rows": [{"format": "fp32", "threads": 1, "predicted_ms": 0.1,
+                                         "measured_ms": 0.11, "error_pct": -9.1,
+                                         "device": "host"}]}}
+    md = report.to_markdown(rep)
+    assert "MediaPipe `metadata_writers`): fp32; **not written** for int8" in md
+    assert "make mediapipe" in md
+    assert "| fp32 | 1 | 0.100 | 0.110 | -9.1 | host |" in md
