@@ -325,6 +325,7 @@ def test_epnas_prediction_runs_use_nesterov():
     assert optim.make_optimizer(train, 1).nesterov is True
     flags = _flagfile("epnas_search.cfg")
     assert "epnas_predict" in flags and flags["epnas_predict_lr"] == "0.5"
+    assert flags["epnas_space"] == "table2"  # the paper's layer-level space (Table 2)
 
 
 def test_quality_exponents_are_their_own_flags():
