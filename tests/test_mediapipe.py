@@ -21,13 +21,13 @@ import numpy as np
 import pytest
 from packaging.requirements import Requirement
 
+from eatnas_tf.data.sample_folder import CLASSES
 from export import metadata
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MP_PYTHON, MP_MISSING = metadata.tool_python()
 needs_mediapipe = pytest.mark.skipif(MP_PYTHON is None,
                                      reason=f"{MP_MISSING}; `make mediapipe` makes it")
-CLASSES = ("china_left", "china_right", "flower_left", "flower_right")
 N_TRAIN, N_TEST = 80, 60          # per class: 320 training, 240 held-out files
 SIZE = 32
 SMALL = ("sep_k3_w1.0_d1,mb3_k3_w1.0_d1,mb3_k3_w1.0_d1,mb3_k3_w1.0_d1,mb3_k3_w1.0_d1,"
@@ -191,34 +191,11 @@ def test_metadata_written_read_back_and_classified(tiny_tflite):
 
 # -- end to end: RGB JPEG folder -> export -> ImageClassifier on held-out files ---------------
 def _rgb_folder(root):
-    """DIR/train/<class>/NNNN.jpg and DIR/test/<class>/NNNN.jpg: 32x32 crops (random
-    position and scale) of scikit-learn's two sample photos, left or right half. File
-    names are one running index, so the data layer's order is the index order."""
-    from PIL import Image
-    from sklearn.datasets import load_sample_images
+    """DIR/train/<class>/NNNN.jpg and DIR/test/<class>/NNNN.jpg: 32x32 JPEG crops of
+    scikit-learn's two sample photos (`eatnas_tf.data.sample_folder`)."""
+    from eatnas_tf.data.sample_folder import write_photo_folder
 
-    photos = load_sample_images().images  # china, flower: 427 x 640 RGB
-    rs = np.random.RandomState(0)
-    expected = {"train": [], "test": []}
-    i = 0
-    for split, n in (("train", N_TRAIN), ("test", N_TEST)):
-        for _ in range(n):
-            for label, name in enumerate(CLASSES):
-                img = photos[label // 2]
-                h, w = img.shape[:2]
-                side = int(rs.randint(40, 120))
-                y = int(rs.randint(0, h - side))
-                x0 = 0 if label % 2 == 0 else w // 2
-                x = x0 + int(rs.randint(0, w // 2 - side))
-                crop = Image.fromarray(img[y:y + side, x:x + side]).resize((SIZE, SIZE),
-                                                                         Image.BILINEAR)
-                d = root / split / name
-                d.mkdir(parents=True, exist_ok=True)
-                p = d / f"{i:05d}.jpg"
-                crop.save(p, quality=90)
-                expected[split].append((str(p), label))
-                i += 1
-    return expected
+    return write_photo_folder(str(root), {"train": N_TRAIN, "test": N_TEST}, size=SIZE)
 
 
 @pytest.fixture(scope="module")

@@ -37,7 +37,7 @@ import io
 import math
 import random
 import zlib
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -242,6 +242,21 @@ class Policy:
     def _prev(self, kind: str, choice: int) -> int:
         return self._choice_off[kind] + max(choice, 0)
 
+    def _sample_scale(self, h, arch, pick: Callable, num_parts: int):
+        """The scale LSTM: one decision per part, each on the architecture scaled so far
+        (`pick(logits, mask) -> choice`); returns (scaled arch, choices, masks)."""
+        state, prev, cur = self._zero_state(1), 0, arch
+        scale, masks = [], []
+        for f in range(num_parts):
+            out, state = self._step(self.scale_cell, h, [prev], f, state)
+            mask = self.aspace.scale_mask(cur, f)
+            c = pick(self.heads["scale"](out), mask)
+            cur = self.aspace.apply_scale(cur, f, c)
+            scale.append(c)
+            masks.append(mask)
+            prev = self._prev("scale", c)
+        return cur, scale, masks
+
     # -- sampling -------------------------------------------------------------------------
     def sample(self, arch: ArchSpec, rng: random.Random,
                greedy: bool = False) -> Tuple[A.Action, Decision, ArchSpec]:
@@ -259,17 +274,7 @@ class Policy:
             logp += math.log(p[i])
             return i
 
-        # scale LSTM: one decision per part, each on the architecture scaled so far
-        state, prev, cur = self._zero_state(1), 0, arch
-        scale, scale_masks = [], []
-        for f in range(A.NUM_PARTS):
-            out, state = self._step(self.scale_cell, h, [prev], f, state)
-            mask = asp.scale_mask(cur, f)
-            c = pick(self.heads["scale"](out), mask)
-            cur = asp.apply_scale(cur, f, c)
-            scale.append(c)
-            scale_masks.append(mask)
-            prev = self._prev("scale", c)
+        cur, scale, scale_masks = self._sample_scale(h, arch, pick, A.NUM_PARTS)
         # insert LSTM: kind, then place / op / skip where they apply
         state = self._zero_state(1)
         out, state = self._step(self.insert_cell, h, [0], SLOT_KIND, state)

@@ -76,16 +76,7 @@ class Table2Policy(Policy):
             logp += math.log(p[i])
             return i
 
-        state, prev, cur = self._zero_state(1), 0, arch
-        scale, scale_masks = [], []
-        for f in range(asp.num_parts):
-            out, state = self._step(self.scale_cell, h, [prev], f, state)
-            mask = asp.scale_mask(cur, f)
-            c = pick(self.heads["scale"](out), mask)
-            cur = asp.apply_scale(cur, f, c)
-            scale.append(c)
-            scale_masks.append(mask)
-            prev = self._prev_id("scale", c)
+        cur, scale, scale_masks = self._sample_scale(h, arch, pick, asp.num_parts)
         state, prev = self._zero_state(1), 0
         chosen = {s: -1 for s in A.INSERT_SLOTS}
         masks: Dict[str, List[bool]] = {}
