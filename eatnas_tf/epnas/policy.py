@@ -111,6 +111,22 @@ def returns_to_go(rewards: Sequence[float]) -> List[float]:
     return out[::-1]
 
 
+def _masked_terms(logits, masks, choices, present):
+    """Batched (log π of each chosen entry, entropy of each masked distribution), both
+    times `present` (0 where the decision did not take this head)."""
+    import tensorflow as tf
+
+    m = np.asarray(masks, dtype=bool)
+    z = logits + tf.constant(np.where(m, 0.0, _NEG), dtype=logits.dtype)
+    lp = tf.nn.log_softmax(z, axis=-1)
+    ch = np.maximum(np.asarray(choices), 0).astype(np.int32)
+    chosen = tf.gather(lp, ch, axis=1, batch_dims=1)
+    pres = tf.constant(np.asarray(present, np.float32))
+    p = tf.exp(lp) * tf.constant(m.astype(np.float32))
+    ent = -tf.reduce_sum(p * tf.where(m, lp, tf.zeros_like(lp)), axis=-1)
+    return chosen * pres, ent * pres
+
+
 def _masked_probs(logits: np.ndarray, mask: Sequence[bool]) -> np.ndarray:
     z = np.asarray(logits, dtype=np.float64)
     m = np.asarray(mask, dtype=bool)
@@ -309,6 +325,17 @@ class Policy:
         )
 
     # -- batched log-probabilities (teacher forcing) --------------------------------------
+    def _forward_scale(self, h, decisions, num_parts: int, term: Callable) -> None:
+        """The scale LSTM over a batch of decisions, teacher-forced: `term(logits, masks,
+        choices, present)` once per part (what `_sample_scale` sampled)."""
+        state, prev = self._zero_state(len(decisions)), [0] * len(decisions)
+        for f in range(num_parts):
+            out, state = self._step(self.scale_cell, h, prev, f, state)
+            choices = [d.action.scale[f] for d in decisions]
+            term(self.heads["scale"](out), [d.scale_masks[f] for d in decisions], choices,
+                 [1] * len(decisions))
+            prev = [self._prev("scale", c) for c in choices]
+
     def _forward(self, decisions: Sequence[Decision], training: bool = True):
         """Per decision: total log π(a|X) and total entropy of the decided distributions."""
         import tensorflow as tf
@@ -318,24 +345,11 @@ class Policy:
         logps, ents = [], []
 
         def term(logits, masks, choices, present):
-            m = np.asarray(masks, dtype=bool)
-            z = logits + tf.constant(np.where(m, 0.0, _NEG), dtype=logits.dtype)
-            lp = tf.nn.log_softmax(z, axis=-1)
-            ch = np.maximum(np.asarray(choices), 0).astype(np.int32)
-            chosen = tf.gather(lp, ch, axis=1, batch_dims=1)
-            pres = tf.constant(np.asarray(present, np.float32))
-            p = tf.exp(lp) * tf.constant(m.astype(np.float32))
-            ent = -tf.reduce_sum(p * tf.where(m, lp, tf.zeros_like(lp)), axis=-1)
-            logps.append(chosen * pres)
-            ents.append(ent * pres)
+            logp, ent = _masked_terms(logits, masks, choices, present)
+            logps.append(logp)
+            ents.append(ent)
 
-        state = self._zero_state(B)
-        prev = [0] * B
-        for f in range(A.NUM_PARTS):
-            out, state = self._step(self.scale_cell, h, prev, f, state)
-            choices = [d.action.scale[f] for d in decisions]
-            term(self.heads["scale"](out), [d.scale_masks[f] for d in decisions], choices, [1] * B)
-            prev = [self._prev("scale", c) for c in choices]
+        self._forward_scale(h, decisions, A.NUM_PARTS, term)
         state = self._zero_state(B)
         out, state = self._step(self.insert_cell, h, [0] * B, SLOT_KIND, state)
         kinds = [d.action.kind for d in decisions]

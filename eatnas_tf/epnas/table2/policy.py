@@ -24,7 +24,7 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from eatnas_tf.epnas.policy import _NEG, Policy, _draw, _masked_probs
+from eatnas_tf.epnas.policy import Policy, _draw, _masked_probs, _masked_terms
 from eatnas_tf.epnas.table2 import actions as A
 from eatnas_tf.epnas.table2.space import LayerArch
 
@@ -103,24 +103,11 @@ class Table2Policy(Policy):
         logps, ents = [], []
 
         def term(logits, masks, choices, present):
-            m = np.asarray(masks, dtype=bool)
-            z = logits + tf.constant(np.where(m, 0.0, _NEG), dtype=logits.dtype)
-            lp = tf.nn.log_softmax(z, axis=-1)
-            ch = np.maximum(np.asarray(choices), 0).astype(np.int32)
-            chosen = tf.gather(lp, ch, axis=1, batch_dims=1)
-            pres = tf.constant(np.asarray(present, np.float32))
-            p = tf.exp(lp) * tf.constant(m.astype(np.float32))
-            ent = -tf.reduce_sum(p * tf.where(m, lp, tf.zeros_like(lp)), axis=-1)
-            logps.append(chosen * pres)
-            ents.append(ent * pres)
+            logp, ent = _masked_terms(logits, masks, choices, present)
+            logps.append(logp)
+            ents.append(ent)
 
-        state, prev = self._zero_state(B), [0] * B
-        for f in range(asp.num_parts):
-            out, state = self._step(self.scale_cell, h, prev, f, state)
-            choices = [d.action.scale[f] for d in decisions]
-            term(self.heads["scale"](out), [d.scale_masks[f] for d in decisions], choices,
-                 [1] * B)
-            prev = [self._prev_id("scale", c) for c in choices]
+        self._forward_scale(h, decisions, asp.num_parts, term)
         state, prev = self._zero_state(B), [0] * B
         for k, slot in enumerate(A.INSERT_SLOTS):
             out, state = self._step(self.insert_cell, h, prev, asp.num_parts + k, state)
