@@ -19,6 +19,9 @@ try:
 except ImportError:  # Python 3.10: tomli is in requirements.lock there
     import tomli as tomllib
 
+from lockfiles import lock_pins as _lock  # tests/lockfiles.py
+from lockfiles import marker_env as _env
+from lockfiles import norm as _norm
 from packaging.markers import Marker
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
@@ -31,41 +34,9 @@ TF_DISTRIBUTIONS = {"tensorflow", "tensorflow-cpu", "tensorflow-gpu", "tensorflo
                     "tf-nightly", "tf-nightly-cpu"}
 
 
-def _norm(name):
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def _pyproject():
     with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
         return tomllib.load(f)
-
-
-def _env(python):
-    return {"python_version": python, "python_full_version": python + ".0",
-            "sys_platform": "linux", "platform_system": "Linux", "platform_machine": "x86_64",
-            "implementation_name": "cpython", "platform_python_implementation": "CPython",
-            "os_name": "posix", "extra": ""}
-
-
-def _lock(name, python):
-    """{normalized name: version} of a lock file for one Python (markers evaluated)."""
-    pins = {}
-    with open(os.path.join(ROOT, name)) as f:
-        for line in f:
-            line = line.split("#", 1)[0].strip()
-            if not line:
-                continue
-            if line.startswith("-r "):
-                pins.update(_lock(line[3:].strip(), python))
-                continue
-            req = Requirement(line)
-            if req.marker and not req.marker.evaluate(_env(python)):
-                continue
-            (op, version), = [(s.operator, s.version) for s in req.specifier]
-            assert op == "==", line
-            assert _norm(req.name) not in pins, f"{name}: {req.name} pinned twice for {python}"
-            pins[_norm(req.name)] = version
-    return pins
 
 
 @pytest.mark.parametrize("python", SUPPORTED)

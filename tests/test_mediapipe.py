@@ -14,12 +14,11 @@ import ast
 import dataclasses
 import json
 import os
-import re
 import sys
 
 import numpy as np
 import pytest
-from packaging.requirements import Requirement
+from lockfiles import lock_pins as _lock  # tests/lockfiles.py
 
 from eatnas_tf.data.sample_folder import CLASSES
 from export import metadata
@@ -32,29 +31,6 @@ N_TRAIN, N_TEST = 80, 60          # per class: 320 training, 240 held-out files
 SIZE = 32
 SMALL = ("sep_k3_w1.0_d1,mb3_k3_w1.0_d1,mb3_k3_w1.0_d1,mb3_k3_w1.0_d1,mb3_k3_w1.0_d1,"
          "mb3_k3_w1.0_d1,mb3_k3_w1.0_d1")
-
-
-def _env(python):
-    return {"python_version": python, "python_full_version": python + ".0",
-            "sys_platform": "linux", "platform_system": "Linux", "platform_machine": "x86_64",
-            "implementation_name": "cpython", "platform_python_implementation": "CPython",
-            "os_name": "posix", "extra": ""}
-
-
-def _lock(name, python):
-    pins = {}
-    with open(os.path.join(ROOT, name)) as f:
-        for line in f:
-            line = line.split("#", 1)[0].strip()
-            if line:
-                req = Requirement(line)
-                if req.marker is None or req.marker.evaluate(_env(python)):
-                    key = re.sub(r"[-_.]+", "-", req.name).lower()
-                    assert key not in pins, f"{name}: {req.name} pinned twice for {python}"
-                    (spec,) = req.specifier
-                    assert spec.operator == "==", line
-                    pins[key] = spec.version
-    return pins
 
 
 @pytest.mark.parametrize("python", ["3.10", "3.11", "3.12"])
