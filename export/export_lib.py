@@ -281,9 +281,9 @@ def export_keras_file(model_path: str, arch_text: str, *, space: str,
     if not os.path.isfile(model_path):
         raise ExportError(f"model: {model_path} is not a file")
     try:
-        import keras
+        from eatnas_tf.model.artifact import load_keras_model
 
-        model = keras.models.load_model(model_path, compile=False)
+        model = load_keras_model(model_path)
     except Exception as e:
         raise ExportError(f"model: cannot load {model_path}: {one_line(e)}") from None
     cfg = data_config(dataset)

@@ -35,7 +35,7 @@ def _essential(records):
 def smoke_run(tmp_path_factory):
     d = str(tmp_path_factory.mktemp("smoke"))
     p = _run("eatnas_tf.search", f"--run_dir={d}", "--flagfile=flags/smoke.cfg",
-             "--deterministic_ops")
+             "--deterministic_ops", "--nofused_bn")
     return d, p
 
 
@@ -68,18 +68,18 @@ def test_resume_after_interruption_gives_same_candidates(smoke_run, tmp_path):
     full, _ = smoke_run
     d = str(tmp_path / "resumed")
     p = _run("eatnas_tf.search", f"--run_dir={d}", "--flagfile=flags/smoke.cfg",
-             "--deterministic_ops", "--stop_after=5")
+             "--deterministic_ops", "--nofused_bn", "--stop_after=5")
     assert "rerun to resume" in p.stdout
     assert len(_records(d)) == 5
     _run("eatnas_tf.search", f"--run_dir={d}", "--flagfile=flags/smoke.cfg",
-         "--deterministic_ops")
+         "--deterministic_ops", "--nofused_bn")
     assert _essential(_records(d)) == _essential(_records(full))
 
 
 def test_resume_with_other_flags_refused(smoke_run):
     d, _ = smoke_run
     p = _run("eatnas_tf.search", f"--run_dir={d}", "--flagfile=flags/smoke.cfg",
-             "--deterministic_ops", "--population=5", check=False)
+             "--deterministic_ops", "--nofused_bn", "--population=5", check=False)
     assert p.returncode == 2
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and "stage.search.population 4 -> 5" in lines[0]
@@ -106,7 +106,7 @@ def test_transfer_seeds_population_with_offspring(smoke_run, tmp_path):
     basic = _records(src)[0]["arch"]
     d = str(tmp_path / "transfer")
     _run("eatnas_tf.transfer", f"--run_dir={d}", "--flagfile=flags/smoke.cfg",
-         f"--basic_arch={basic}", "--max_candidates=5", "--deterministic_ops")
+         f"--basic_arch={basic}", "--max_candidates=5", "--deterministic_ops", "--nofused_bn")
     recs = _records(d)
     assert [r["origin"] for r in recs] == ["offspring"] * 4 + ["mutation"]
     assert all(r["stage"] == "transfer" for r in recs)
@@ -117,7 +117,8 @@ GOLDEN = os.path.join(ROOT, "tests", "testdata", "smoke_golden_candidates.jsonl"
 WALL_CLOCK = {"wall_s", "train_s", "tracing_s", "images_per_s"}
 
 
-# What training computes: bit-equal only on a CPU with the golden machine's float kernels.
+# What training computes: bit-equal only on a CPU with the golden machine's float kernels
+# and with Keras' own batch norm (`--nofused_bn`: the golden predates the fused layer).
 TRAINED = {"train_acc", "train_loss", "val_acc", "val_loss", "val_acc_curve", "score"}
 
 
@@ -161,7 +162,7 @@ def test_resume_with_changed_setting_refused(smoke_run, flag, key):
     d, _ = smoke_run
     before = open(os.path.join(d, "candidates.jsonl")).read()
     p = _run("eatnas_tf.search", f"--run_dir={d}", "--flagfile=flags/smoke.cfg",
-             "--deterministic_ops", flag, check=False)
+             "--deterministic_ops", "--nofused_bn", flag, check=False)
     assert p.returncode == 2, p.stderr[-2000:]
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and key in lines[0] and "allow_flag_change" in lines[0], lines
@@ -191,7 +192,7 @@ def test_allow_flag_change_goes_on_and_records_the_change(smoke_run, tmp_path):
     with open(os.path.join(d, "candidates.jsonl"), "w") as f:
         f.write(text)
     _run("eatnas_tf.search", f"--run_dir={d}", "--flagfile=flags/smoke.cfg",
-         "--deterministic_ops", "--label_smoothing=0.1", "--allow_flag_change")
+         "--deterministic_ops", "--nofused_bn", "--label_smoothing=0.1", "--allow_flag_change")
     cfg = json.load(open(os.path.join(d, "config.json")))
     assert cfg["config"]["stage"]["train"]["label_smoothing"] == 0.1
     assert cfg["changes"][-1]["changed"]["stage.train.label_smoothing"] == [0.0, 0.1]

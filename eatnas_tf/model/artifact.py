@@ -74,10 +74,18 @@ def arch_and_macro(meta: Dict[str, Any]) -> Tuple[ArchSpec, MacroSpec]:
     return arch, MacroSpec(**m)
 
 
-def load(model_dir: str):
-    """(keras model, meta dict)."""
+def load_keras_model(path: str):
+    """The uncompiled Keras model of a `.keras` file written by this project (its fused
+    batch-norm layer, `model.fused_bn`, is registered before loading)."""
     import keras
 
+    from eatnas_tf.model.fused_bn import FusedBatchNormalization
+
+    return keras.models.load_model(path, compile=False, custom_objects={
+        "FusedBatchNormalization": FusedBatchNormalization})
+
+
+def load(model_dir: str):
+    """(keras model, meta dict)."""
     meta = load_meta(model_dir)
-    model = keras.models.load_model(os.path.join(model_dir, MODEL_FILE), compile=False)
-    return model, meta
+    return load_keras_model(os.path.join(model_dir, MODEL_FILE)), meta

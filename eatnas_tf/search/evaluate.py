@@ -115,7 +115,8 @@ def evaluate(req: EvalRequest, *, verbose: int = 0, strategy=None,
             return sharing.inherit(model, arch, parent, req.parent_arch)
 
         result = trainer_lib.train(
-            lambda: build_model(arch, macro), data, req.train.replace(seed=req.seed),
+            lambda: build_model(arch, macro, fused_bn=req.train.fused_bn), data,
+            req.train.replace(seed=req.seed),
             prepare_fn=prepare, log_dir=req.log_dir, checkpoint_dir=req.checkpoint_dir,
             keep_checkpoint=req.checkpoint_dir is not None, verbose=verbose, strategy=strategy)
         r = result.record

@@ -65,7 +65,8 @@ def retrain(arch: ArchSpec, space: SearchSpace, data_cfg: DataConfig, train_cfg:
         print(f"retrain {codec.to_text(arch)} on {data_cfg.dataset}: {data.num_train} train / "
               f"{data.num_test} test images, {train_cfg.epochs} epochs", flush=True)
     result = trainer_lib.train(
-        lambda: build_model(arch, macro, aux_head=aux_head, dropout=dropout), data, train_cfg,
+        lambda: build_model(arch, macro, aux_head=aux_head, dropout=dropout,
+                            fused_bn=train_cfg.fused_bn), data, train_cfg,
         log_dir=log_dir, checkpoint_dir=ckpt_dir, keep_checkpoint=True, evaluate_test=True,
         verbose=verbose, strategy=strategy)
     cost = count(arch, macro)
@@ -80,7 +81,7 @@ def retrain(arch: ArchSpec, space: SearchSpace, data_cfg: DataConfig, train_cfg:
     # The exported model has no auxiliary tower: rebuild it and copy weights by layer name.
     import keras
 
-    model = build_model(arch, macro, dropout=dropout)
+    model = build_model(arch, macro, dropout=dropout, fused_bn=train_cfg.fused_bn)
     try:
         layer_weights.assign(model, result.weights)
         metrics = {k: record[k] for k in ("test_acc", "test_loss", "val_acc", "epochs")

@@ -24,6 +24,7 @@ from typing import Optional
 from eatnas_tf.arch.cost import MacroSpec
 from eatnas_tf.epnas.table2.space import CONV_OPS, POOL_OPS, POOL_STRIDE, LayerArch
 from eatnas_tf.model import naming as N
+from eatnas_tf.model.builder import batch_norm_layer
 
 PREFIX = "t2"
 HEAD_POOL, HEAD_DROPOUT = f"{PREFIX}_gap", f"{PREFIX}_dropout"
@@ -46,7 +47,7 @@ def parse_layer_name(name: str):
 def build_model(arch: LayerArch, macro: MacroSpec, *, keras_module=None, aux_head: bool = False,
                 bn_momentum: float = 0.9, bn_epsilon: float = 1e-3, dropout: float = 0.0,
                 image_size: Optional[int] = None, name: str = "epnas_table2",
-                kernel_init: str = "glorot_uniform"):
+                kernel_init: str = "glorot_uniform", fused_bn: bool = True):
     """Builds `arch` (the arguments of `model.builder.build_model`; no auxiliary head)."""
     if aux_head:
         raise ValueError("aux_head: received True; allowed values: False (a Table 2 network "
@@ -54,6 +55,7 @@ def build_model(arch: LayerArch, macro: MacroSpec, *, keras_module=None, aux_hea
     if kernel_init not in ("glorot_uniform", "normal"):
         raise ValueError(f"kernel_init: received {kernel_init!r}; allowed values: "
                          "glorot_uniform, normal")
+    BatchNorm = batch_norm_layer(keras_module, fused_bn)
     if keras_module is None:
         import keras as keras_module
     L = keras_module.layers
@@ -65,7 +67,7 @@ def build_model(arch: LayerArch, macro: MacroSpec, *, keras_module=None, aux_hea
         return "glorot_uniform"
 
     def bn(x, nm):
-        return L.BatchNormalization(momentum=bn_momentum, epsilon=bn_epsilon, name=nm)(x)
+        return BatchNorm(momentum=bn_momentum, epsilon=bn_epsilon, name=nm)(x)
 
     def activation(x, act, i):
         if act == "relu":
