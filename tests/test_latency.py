@@ -519,3 +519,41 @@ def test_export_latency_report_rows(tmp_path, monkeypatch):
     assert "| fp32 | 1 |" in "\n".join(latency_report.markdown(report))
     bad = latency_report.attach({"formats": {"fp32": {}}}, None)
     assert "error" in bad  # never raises
+
+
+def test_pipeline_target_latency(tmp_path):
+    """`python -m eatnas_tf.run --target_latency_ms=X --latency_table=F`: stage 2 scores
+    Eq. 1 on the predicted latency with target X, stage 1 keeps its MAdds target, both
+    predict every candidate's latency_ms with the table; the config survives config.json's
+    round trip; a target without a table is one usage error."""
+    from absl import flags as absl_flags
+
+    from eatnas_tf import cli
+    from eatnas_tf.search import eat_pipeline
+    from eatnas_tf.search import flags as search_flags
+
+    table = tmp_path / "lat.json"
+    _filled_table(table, space_lib.get_space("digits"),
+                  [space_lib.get_space("digits").sample(random.Random(0))])
+
+    def config(*args):
+        fv = absl_flags.FlagValues()
+        search_flags.define_pipeline_flags(fv)
+        fv(["prog", f"--run_dir={tmp_path / 'run'}", "--dataset=digits", *args])
+        return search_flags.pipeline_config_from_flags(fv)
+
+    cfg = config("--target_latency_ms=0.3", f"--latency_table={table}")
+    p = eat_pipeline.plan(cfg)
+    assert (p.stage2.metric, p.stage2.target_value) == ("latency", 0.3)
+    assert p.stage1.metric == "madds"
+    assert p.stage1.config.latency == p.stage2.config.latency == cfg.latency
+    assert cfg.latency.table == str(table)
+    d = json.loads(json.dumps(eat_pipeline.describe(cfg, p)))
+    assert d["plan"]["stage2"]["cost_metric"] == "latency"
+    assert eat_pipeline.PipelineConfig.from_dict(d["pipeline"]) == cfg
+    plain = config()
+    assert plain.latency is None and eat_pipeline.plan(plain).stage2.metric == "madds"
+    with pytest.raises(cli.UsageError, match="target_latency_ms: given without a latency"):
+        config("--target_latency_ms=0.3")
+    with pytest.raises(cli.UsageError, match="target_latency_ms: received -1"):
+        config("--target_latency_ms=-1", f"--latency_table={table}")

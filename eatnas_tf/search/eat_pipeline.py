@@ -126,6 +126,11 @@ class PipelineConfig:
       export: what the export phase does.
       min_steps_per_epoch: a small dataset's batch is cut so an epoch has at least this
         many SGD steps (`fit_batch`; 0: the batch as given).
+      latency: the latency table (`latency.config.LatencyConfig`, `--latency_table`) every
+        candidate's `latency_ms` is predicted with (None: no prediction).
+      target_latency_ms: stage 2's Eq. 1 sub-objective becomes the predicted latency with
+        this target (needs `latency`). Stage 1 keeps its MAdds / params target: its models
+        are the small task's (half the resolution), not the model that ships.
     """
 
     data: DataConfig
@@ -140,6 +145,17 @@ class PipelineConfig:
     time_budget_s: Optional[float] = None
     export: ExportOptions = ExportOptions()
     min_steps_per_epoch: int = 30
+    latency: Any = None
+    target_latency_ms: Optional[float] = None
+
+    def __post_init__(self):
+        if self.target_latency_ms is not None:
+            if self.latency is None:
+                raise ValueError("target_latency_ms: given without a latency table; allowed: "
+                                 "with --latency_table=FILE")
+            if not self.target_latency_ms > 0:
+                raise ValueError(f"target_latency_ms: received {self.target_latency_ms}; "
+                                 "allowed values: a latency in ms > 0")
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
@@ -153,7 +169,17 @@ class PipelineConfig:
                    retrain_train_examples=d["retrain_train_examples"],
                    transfer_weights=d["transfer_weights"], time_budget_s=d["time_budget_s"],
                    export=ExportOptions(**d["export"]),
-                   min_steps_per_epoch=d.get("min_steps_per_epoch", 0))
+                   min_steps_per_epoch=d.get("min_steps_per_epoch", 0),
+                   latency=_latency_config(d.get("latency")),
+                   target_latency_ms=d.get("target_latency_ms"))
+
+
+def _latency_config(d: Optional[Dict[str, Any]]):
+    if not d:
+        return None
+    from eatnas_tf.latency.config import LatencyConfig  # the latency package, when used
+
+    return LatencyConfig(**d)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -223,18 +249,21 @@ def plan(cfg: PipelineConfig) -> Plan:
     n_final = cfg.retrain_train_examples or n
     retrain = cfg.train.replace(lr_schedule="cosine", learning_rate=cfg.retrain_learning_rate)
 
-    def stage(name, space, data, sizes):
+    def stage(name, space, data, sizes, latency_target=None):
         cands = sizes.candidates or (UNBOUNDED if budgeted else 12)
         return Stage(name=name, strategy="eat", space=space, data=data, train=cfg.train,
                      seed=cfg.seed,
                      config=SearchConfig(population=sizes.population, sample=sizes.sample,
-                                         max_candidates=cands, topk=sizes.topk))
+                                         max_candidates=cands, topk=sizes.topk,
+                                         latency=cfg.latency),
+                     cost_metric="latency" if latency_target else None,
+                     target=latency_target)
 
     return Plan(
         stage1=stage("stage1", small, d1, cfg.stage1),
         stage1_retrain=(dataclasses.replace(d1, split="final"),
                         retrain.replace(epochs=cfg.stage1.retrain_epochs)),
-        stage2=stage("stage2", full, d2, cfg.stage2),
+        stage2=stage("stage2", full, d2, cfg.stage2, cfg.target_latency_ms),
         retrain=(dataclasses.replace(base, split="final",
                                      max_train_examples=cfg.retrain_train_examples,
                                      batch_size=batch(n_final)),

@@ -370,6 +370,17 @@ def define_pipeline_flags(fv=flags.FLAGS) -> None:
     flags.DEFINE_integer(
         "min_steps_per_epoch", 30, "A small dataset's --batch_size is cut so an epoch has at "
         "least this many steps (0: never cut).", lower_bound=0, flag_values=fv)
+    flags.DEFINE_float("target_latency_ms", None, "Stage 2's Eq. 1 target: the predicted "
+                       "latency in ms over --latency_table (instead of MAdds).",
+                       flag_values=fv)
+    flags.DEFINE_string("latency_table", None, "Latency table (python -m "
+                        "eatnas_tf.latency_table; created if missing, unseen layers measured "
+                        "on this host): every candidate's predicted latency_ms.",
+                        flag_values=fv)
+    flags.DEFINE_enum("latency_format", None, ["fp32", "fp16", "int8"], "TFLite format of a "
+                      "new --latency_table (default fp32).", flag_values=fv)
+    flags.DEFINE_integer("latency_threads", None, "LiteRT threads of a new --latency_table "
+                         "(default 1).", lower_bound=1, flag_values=fv)
     flags.DEFINE_integer("qat_epochs", 1, "Quantization-aware fine-tuning epochs.", flag_values=fv)
     flags.DEFINE_integer("qat_samples", 5000, "Images per QAT epoch.", flag_values=fv)
     flags.DEFINE_integer("verbose", 0, "Trainer verbosity per candidate.", flag_values=fv)
@@ -415,6 +426,7 @@ def pipeline_config_from_flags(fv=flags.FLAGS):
             retrain_train_examples=fv.retrain_train_examples,
             transfer_weights=fv.transfer_weights, time_budget_s=seconds,
             export=eat_pipeline.ExportOptions(fv.export, fv.qat_epochs, fv.qat_samples),
-            min_steps_per_epoch=fv.min_steps_per_epoch)
+            min_steps_per_epoch=fv.min_steps_per_epoch, latency=latency_from_flags(fv),
+            target_latency_ms=fv.target_latency_ms)
     except ValueError as e:
         raise cli.UsageError(str(e).splitlines()[0]) from None
