@@ -29,9 +29,11 @@ def test_mobilenetv2_padded_grey_input_and_our_bn_momentum():
 
 
 def test_recipe_from_run_and_reduced(tmp_path):
-    cfg = {"format": 2, "plan": {"retrain": {
+    # config.json as RunDir writes it for `eatnas_tf.run` (format 2: the experiment under
+    # "config"; eat_pipeline.describe gives {"pipeline", "plan"}).
+    cfg = {"format": 2, "changes": [], "config": {"pipeline": {}, "plan": {"retrain": {
         "data": {"dataset": "digits", "split": "final", "val_fraction": 0.05},
-        "train": {"epochs": 3, "learning_rate": 0.1, "lr_schedule": "cosine"}}}}
+        "train": {"epochs": 3, "learning_rate": 0.1, "lr_schedule": "cosine"}}}}}
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     data, train = anchor.recipe_from_run(str(tmp_path))
     assert (data.dataset, data.split, train.epochs, train.lr_schedule) == \

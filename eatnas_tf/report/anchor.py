@@ -61,12 +61,12 @@ def build_mobilenetv2(alpha: float, image_shape: Sequence[int], num_classes: int
 
 def recipe_from_run(run_dir: str) -> Tuple[DataConfig, TrainConfig]:
     """The final retraining's (data, train) configs stored in `run_dir/config.json` (the
-    pipeline's `plan(...).retrain`)."""
+    pipeline's `plan(...).retrain`, under `config` in the run dir's format 2)."""
     path = os.path.join(run_dir, "config.json")
     try:
         with open(path) as f:
             cfg = json.load(f)
-        pair = cfg["plan"]["retrain"]
+        pair = cfg["config"]["plan"]["retrain"]
     except (OSError, ValueError, KeyError) as e:
         raise ValueError(f"{path}: no final retraining recipe ({type(e).__name__}: {e}); "
                          "give the run dir of an `eatnas_tf.run` / demo run") from None
