@@ -3,9 +3,9 @@
     python benchmarks/trainer_profile.py [--train_examples=6400] [--profile_steps=10]
         [--out=benchmarks/results/trainer_profile.json]
 
-Three Fashion-MNIST (28×28) nets of different sizes, each trained twice in one process
-(`--nofused_bn`: Keras' own BatchNormalization, then `--fused_bn`: `model/fused_bn.py`), the
-same seed, data and config as a search candidate (batch 128, SGD momentum, 1 epoch):
+Three Fashion-MNIST (28×28) nets of different sizes, each with Keras' own BatchNormalization
+(`--nofused_bn`) and then with `model/fused_bn.py` (`--fused_bn`) in one process, the same
+seed, data and config as a search candidate (batch 128, SGD momentum, 1 epoch):
 
   1. phases of `trainer.train` (its record): build + compile, first-step tracing, steady
      training, evaluation, `clear_session`; steady images/s (after the first step), and
@@ -36,13 +36,16 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from trainer_overhead import TINY  # noqa: E402
 
 from eatnas_tf.arch import codec  # noqa: E402
 from eatnas_tf.arch import cost as cost_lib  # noqa: E402
 from eatnas_tf.arch import space as space_lib  # noqa: E402
+from eatnas_tf.arch.registry import MOBILENET_V2_TEXT  # noqa: E402
 from eatnas_tf.data import datasets as D  # noqa: E402
 from eatnas_tf.model.builder import build_model  # noqa: E402
 from eatnas_tf.train import trainer as T  # noqa: E402
@@ -50,14 +53,12 @@ from eatnas_tf.train.config import TrainConfig  # noqa: E402
 
 NETS = {
     # One layer per block, expansion 3 (benchmarks/trainer_overhead.py's tiny net).
-    "small": "sep_k3_w1.0_d1,mb3_k3_w1.0_d1,mb3_k3_w1.5_d1,mb3_k3_w1.0_d1,mb3_k3_w1.5_d1,"
-             "mb3_k3_w1.0_d1,mb3_k3_w1.0_d1",
-    # The demo's winner (README, 1.87M MAdds).
+    "small": TINY,
+    # The previous demo's winner (1.87M MAdds).
     "demo_winner": "sep_k5_w0.5_d1_skip,mb6_k3_w2.0_d1,mb3_k3_w2.0_d1,mb6_k5_w1.0_d1,"
                    "sep_k5_w2.0_d1,sep_k3_w0.5_d4_skip,sep_k3_w1.0_d3_skip",
-    # MobileNetV2's block layout in this space (Makefile's MOBILENET_V2).
-    "mobilenet_v2": "sep_k3_w1.0_d1,mb6_k3_w1.0_d2_skip,mb6_k3_w1.0_d3_skip,mb6_k3_w1.0_d4_skip,"
-                    "mb6_k3_w1.0_d3_skip,mb6_k3_w1.0_d3_skip,mb6_k3_w1.0_d1_skip",
+    # MobileNetV2's block layout in this space.
+    "mobilenet_v2": MOBILENET_V2_TEXT,
 }
 MODES = (("keras_bn", False), ("fused_bn", True))
 CONFIG = TrainConfig(learning_rate=0.05, momentum=0.9, lr_schedule="constant",

@@ -75,17 +75,8 @@ def define_search_flags(fv=flags.FLAGS) -> None:
                       "of --latency_table).", flag_values=fv)
     flags.DEFINE_float("target_latency_ms", None, "Eq. 1 latency target in ms: sets "
                        "--cost_metric=latency (needs --latency_table).", flag_values=fv)
-    flags.DEFINE_string("latency_table", None, "Latency table (python -m "
-                        "eatnas_tf.latency_table): every candidate's predicted latency_ms, "
-                        "Eq. 1's with --cost_metric=latency, EPNAS' latency constraint's. "
-                        "Created if missing; unseen layers are measured on this host and "
-                        "added.", flag_values=fv)
-    flags.DEFINE_enum("latency_format", None, ["fp32", "fp16", "int8"], "TFLite format of a "
-                      "new --latency_table (default fp32; an existing one's must match).",
-                      flag_values=fv)
-    flags.DEFINE_integer("latency_threads", None, "LiteRT threads of a new --latency_table "
-                         "(default 1; an existing one's must match).", lower_bound=1,
-                         flag_values=fv)
+    _define_latency_table_flags(fv, "Eq. 1's with --cost_metric=latency, EPNAS' latency "
+                                "constraint's")
     flags.DEFINE_integer("topk", d.topk, "Models of the best-quality population retrained.",
                          flag_values=fv)
     flags.DEFINE_multi_string("seed_arch", [], "Seed the initial population with offspring of "
@@ -140,6 +131,21 @@ def _usage(fn, *args, **kw):
         return fn(*args, **kw)
     except (ValueError, InvalidArchitectureError) as e:
         raise cli.UsageError(str(e)) from None
+
+
+def _define_latency_table_flags(fv, used_for: str) -> None:
+    """--latency_table and the format / threads of a new one (what `latency_from_flags`
+    reads), shared by the search and the pipeline binaries."""
+    flags.DEFINE_string("latency_table", None, "Latency table (python -m "
+                        "eatnas_tf.latency_table): every candidate's predicted latency_ms, "
+                        f"{used_for}. Created if missing; unseen layers are measured on this "
+                        "host and added.", flag_values=fv)
+    flags.DEFINE_enum("latency_format", None, ["fp32", "fp16", "int8"], "TFLite format of a "
+                      "new --latency_table (default fp32; an existing one's must match).",
+                      flag_values=fv)
+    flags.DEFINE_integer("latency_threads", None, "LiteRT threads of a new --latency_table "
+                         "(default 1; an existing one's must match).", lower_bound=1,
+                         flag_values=fv)
 
 
 def search_config(fv=flags.FLAGS, **overrides) -> SearchConfig:
@@ -373,14 +379,7 @@ def define_pipeline_flags(fv=flags.FLAGS) -> None:
     flags.DEFINE_float("target_latency_ms", None, "Stage 2's Eq. 1 target: the predicted "
                        "latency in ms over --latency_table (instead of MAdds).",
                        flag_values=fv)
-    flags.DEFINE_string("latency_table", None, "Latency table (python -m "
-                        "eatnas_tf.latency_table; created if missing, unseen layers measured "
-                        "on this host): every candidate's predicted latency_ms.",
-                        flag_values=fv)
-    flags.DEFINE_enum("latency_format", None, ["fp32", "fp16", "int8"], "TFLite format of a "
-                      "new --latency_table (default fp32).", flag_values=fv)
-    flags.DEFINE_integer("latency_threads", None, "LiteRT threads of a new --latency_table "
-                         "(default 1).", lower_bound=1, flag_values=fv)
+    _define_latency_table_flags(fv, "stage 2's Eq. 1 with --target_latency_ms")
     flags.DEFINE_integer("qat_epochs", 1, "Quantization-aware fine-tuning epochs.", flag_values=fv)
     flags.DEFINE_integer("qat_samples", 5000, "Images per QAT epoch.", flag_values=fv)
     flags.DEFINE_integer("verbose", 0, "Trainer verbosity per candidate.", flag_values=fv)
